@@ -1,0 +1,77 @@
+/**
+ * Attic-compatible permissions. A token's claim `https://jwt.attic.rs/v1` holds
+ * `{"caches": {"<name or glob>": {"r":1,"w":1,...}}}`; absent letters are false.
+ */
+
+export const ATTIC_CLAIM = "https://jwt.attic.rs/v1";
+
+export interface Permission {
+  pull: boolean;
+  push: boolean;
+  delete: boolean;
+  createCache: boolean;
+  configureCache: boolean;
+  configureCacheRetention: boolean;
+  destroyCache: boolean;
+}
+
+/** Claim letter of each permission, as Attic writes them. */
+export const PERMISSION_LETTERS: Record<keyof Permission, string> = {
+  pull: "r", push: "w", delete: "d", createCache: "cc", configureCache: "cr",
+  configureCacheRetention: "cq", destroyCache: "cd",
+};
+
+export const NO_PERMISSION: Permission = Object.freeze({
+  pull: false, push: false, delete: false, createCache: false, configureCache: false,
+  configureCacheRetention: false, destroyCache: false,
+});
+
+export type CachePermissionClaims = Record<string, Record<string, unknown>>;
+
+const CACHE_PATTERN = /^[A-Za-z0-9*][A-Za-z0-9\-_+*]{0,49}$/;
+
+export function isValidCachePattern(p: string): boolean {
+  return CACHE_PATTERN.test(p);
+}
+
+function globToRegExp(pattern: string): RegExp {
+  const escaped = pattern.replace(/[+\-]/g, "\\$&").replace(/\*/g, ".*");
+  return new RegExp(`^${escaped}$`);
+}
+
+function fromLetters(letters: Record<string, unknown>): Permission {
+  const p = { ...NO_PERMISSION };
+  for (const [key, letter] of Object.entries(PERMISSION_LETTERS) as [keyof Permission, string][]) {
+    const v = letters[letter];
+    p[key] = v === 1 || v === true;
+  }
+  return p;
+}
+
+export function toLetters(p: Partial<Permission>): Record<string, 1> {
+  const out: Record<string, 1> = {};
+  for (const [key, letter] of Object.entries(PERMISSION_LETTERS) as [keyof Permission, string][]) {
+    if (p[key]) out[letter] = 1;
+  }
+  return out;
+}
+
+/**
+ * The permission a token grants on one cache. As in Attic, an exact name wins; otherwise the first
+ * matching glob in sorted order (Attic keeps the patterns in a sorted map), without merging.
+ */
+export function permissionFor(claims: CachePermissionClaims | null, cache: string): Permission {
+  if (!claims) return NO_PERMISSION;
+  const exact = Object.hasOwn(claims, cache) ? claims[cache] : undefined;
+  if (exact && typeof exact === "object") return fromLetters(exact);
+  for (const pattern of Object.keys(claims).sort()) {
+    if (!pattern.includes("*") || !isValidCachePattern(pattern)) continue;
+    const letters = claims[pattern];
+    if (letters && typeof letters === "object" && globToRegExp(pattern).test(cache)) return fromLetters(letters);
+  }
+  return NO_PERMISSION;
+}
+
+export function hasAny(p: Permission): boolean {
+  return Object.values(p).some(Boolean);
+}

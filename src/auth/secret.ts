@@ -1,0 +1,28 @@
+import { chmod, readFile, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+
+export const SECRET_FILE = "token-secret";
+
+/**
+ * Loads the HS256 token secret from the data dir, creating it (64 random bytes, base64, mode 0600)
+ * on first use. The secret never appears in logs or command output.
+ */
+export async function loadOrCreateTokenSecret(dataDir: string): Promise<string> {
+  const path = join(dataDir, SECRET_FILE);
+  try {
+    return (await readFile(path, "utf8")).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  const secret = randomBytes(64).toString("base64");
+  try {
+    await writeFile(path, `${secret}\n`, { mode: 0o600, flag: "wx" });
+  } catch (err) {
+    // Another process created it first: use theirs.
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return (await readFile(path, "utf8")).trim();
+    throw err;
+  }
+  await chmod(path, 0o600);
+  return secret;
+}

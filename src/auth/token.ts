@@ -1,0 +1,68 @@
+import { SignJWT, jwtVerify, errors as joseErrors } from "jose";
+import { ATTIC_CLAIM, type CachePermissionClaims } from "./permissions.ts";
+
+export interface TokenClaims {
+  sub: string;
+  exp: number;
+  caches: CachePermissionClaims;
+}
+
+/** A token that is malformed, forged, expired or not yet valid. Its message is safe to show. */
+export class InvalidToken extends Error {}
+
+/**
+ * Mints and verifies Attic-compatible HS256 JWTs. The key is the decoded bytes of a base64 secret,
+ * exactly like Attic's `token-hs256-secret-base64`, so tokens work across both servers. jose
+ * verifies the MAC with WebCrypto, which compares in constant time.
+ */
+export class TokenAuthority {
+  private readonly key: Uint8Array;
+
+  constructor(secretBase64: string) {
+    this.key = new Uint8Array(Buffer.from(secretBase64.trim(), "base64"));
+    if (this.key.length < 32) throw new Error("token secret must decode to at least 32 bytes");
+  }
+
+  async mint(sub: string, validitySeconds: number, caches: CachePermissionClaims): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ [ATTIC_CLAIM]: { caches } })
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setSubject(sub)
+      .setIssuedAt(now)
+      .setExpirationTime(now + validitySeconds)
+      .sign(this.key);
+  }
+
+  async verify(token: string): Promise<TokenClaims> {
+    try {
+      const { payload } = await jwtVerify(token, this.key, { algorithms: ["HS256"] });
+      if (typeof payload.sub !== "string" || typeof payload.exp !== "number") {
+        throw new InvalidToken("token lacks sub or exp");
+      }
+      const attic = payload[ATTIC_CLAIM] as { caches?: unknown } | undefined;
+      const caches = attic && typeof attic.caches === "object" && attic.caches !== null
+        ? (attic.caches as CachePermissionClaims) : {};
+      return { sub: payload.sub, exp: payload.exp, caches };
+    } catch (err) {
+      if (err instanceof InvalidToken) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw new InvalidToken("token has expired");
+      if (err instanceof joseErrors.JWTClaimValidationFailed) throw new InvalidToken(`token rejected: ${err.message}`);
+      throw new InvalidToken("token is invalid");
+    }
+  }
+}
+
+/** Parses validity like `30s`, `15m`, `12h`, `1d`, `2w`, `3mo`, `1y` into seconds. */
+export function parseValidity(text: string): number {
+  const m = /^(\d+)\s*(s|sec|m|min|h|d|w|mo|months?|y|years?)$/.exec(text.trim());
+  if (!m) throw new Error(`invalid validity ${JSON.stringify(text)} (examples: 30m, 12h, 1d, 3mo, 1y)`);
+  const n = Number(m[1]);
+  const unit = m[2]!;
+  const seconds: Record<string, number> = {
+    s: 1, sec: 1, m: 60, min: 60, h: 3600, d: 86400, w: 604800,
+    mo: 2629746, month: 2629746, months: 2629746, y: 31556952, year: 31556952, years: 31556952,
+  };
+  const value = n * seconds[unit]!;
+  if (value <= 0) throw new Error("validity must be positive");
+  return value;
+}

@@ -1,0 +1,53 @@
+import { GarretError } from "../errors.ts";
+import { hasAny, NO_PERMISSION, permissionFor, type Permission } from "../auth/permissions.ts";
+import type { TokenClaims } from "../auth/token.ts";
+import type { CacheRecord } from "../db/types.ts";
+import type { Garret } from "./context.ts";
+
+export const CACHE_NAME = /^[A-Za-z0-9][A-Za-z0-9\-_+]{0,49}$/;
+
+/** Who is asking: the verified token claims, or null for anonymous. */
+export type Caller = TokenClaims | null;
+
+// One message for "missing" and "hidden", so a private cache is indistinguishable from none.
+const noSuchCache = (): GarretError => new GarretError("NoSuchCache", "The requested cache does not exist.");
+
+export function assertCacheName(name: string): void {
+  if (!CACHE_NAME.test(name)) {
+    throw new GarretError("InvalidCacheName", "Cache names are 1-50 characters of A-Z a-z 0-9 - _ +, starting with a letter or digit.");
+  }
+}
+
+export function effectivePermission(caller: Caller, cache: CacheRecord | null, name: string): Permission {
+  const p = caller ? permissionFor(caller.caches, name) : NO_PERMISSION;
+  return cache?.isPublic ? { ...p, pull: true } : p;
+}
+
+function denied(caller: Caller): GarretError {
+  return caller
+    ? new GarretError("Forbidden", "Your token does not allow this on this cache.")
+    : new GarretError("Unauthorized", "This needs a token; send one with Authorization: Bearer.");
+}
+
+/**
+ * Loads a cache for an operation that needs `need`. A caller with no permission at all on a
+ * private cache gets exactly the answer for a missing cache; one who can see it but lacks `need`
+ * learns only that they are not allowed.
+ */
+export async function authorize(g: Garret, caller: Caller, name: string, need: keyof Permission): Promise<CacheRecord> {
+  if (!CACHE_NAME.test(name)) throw noSuchCache();
+  const cache = await g.meta.getCache(name);
+  const perm = effectivePermission(caller, cache, name);
+  if (!cache || !hasAny(perm)) throw noSuchCache();
+  if (!perm[need]) throw denied(caller);
+  return cache;
+}
+
+/** For cache creation, where the cache must not exist yet. */
+export async function authorizeCreate(g: Garret, caller: Caller, name: string): Promise<void> {
+  assertCacheName(name);
+  const perm = effectivePermission(caller, null, name);
+  if (!perm.createCache) throw denied(caller);
+  // A name is taken or not; only those allowed to create under it can ask.
+  if (await g.meta.getCache(name)) throw new GarretError("CacheAlreadyExists", `Cache ${name} already exists.`);
+}

@@ -1,0 +1,123 @@
+import { GarretError } from "../errors.ts";
+import { formatPublicKey, formatSecretKey, generateSecretKey, parseSecretKey } from "../nix/signing.ts";
+import { DEFAULT_STORE_DIR } from "../nix/store-path.ts";
+import type { CachePatch, CacheRecord } from "../db/types.ts";
+import { authorize, authorizeCreate, effectivePermission, type Caller } from "./access.ts";
+import type { Garret } from "./context.ts";
+
+export const DEFAULT_UPSTREAM_KEYS = ["cache.nixos.org-1"];
+export const DEFAULT_PRIORITY = 41;
+
+export type RetentionPeriod = "Global" | { Period: number };
+
+/** The JSON answer of GET cache-config, as Attic's client reads it. */
+export interface CacheConfigView {
+  substituter_endpoint: string;
+  api_endpoint: string;
+  public_key: string;
+  is_public: boolean;
+  store_dir: string;
+  priority: number;
+  upstream_cache_key_names: string[];
+  retention_period: RetentionPeriod;
+}
+
+export function publicKeyOf(cache: CacheRecord): string {
+  return formatPublicKey(parseSecretKey(cache.signingKey));
+}
+
+export function cacheConfigView(g: Garret, cache: CacheRecord): CacheConfigView {
+  return {
+    substituter_endpoint: `${g.publicUrl}/${cache.name}`,
+    api_endpoint: `${g.publicUrl}/`,
+    public_key: publicKeyOf(cache),
+    is_public: cache.isPublic,
+    store_dir: cache.storeDir,
+    priority: cache.priority,
+    upstream_cache_key_names: cache.upstreamCacheKeyNames,
+    retention_period: cache.retentionPeriod === null ? "Global" : { Period: cache.retentionPeriod },
+  };
+}
+
+type Json = Record<string, unknown>;
+
+function field<T>(body: Json, key: string, check: (v: unknown) => v is T, what: string): T | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (!check(v)) throw new GarretError("RequestError", `${key} must be ${what}`);
+  return v;
+}
+
+const isBool = (v: unknown): v is boolean => typeof v === "boolean";
+const isInt = (v: unknown): v is number => Number.isSafeInteger(v);
+const isString = (v: unknown): v is string => typeof v === "string";
+const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
+
+function parseRetention(v: unknown): number | null | undefined {
+  if (v === undefined) return undefined;
+  if (v === "Global") return null;
+  if (v && typeof v === "object" && isInt((v as Json).Period) && ((v as Json).Period as number) >= 0) {
+    return (v as Json).Period as number;
+  }
+  throw new GarretError("RequestError", 'retention_period must be "Global" or {"Period": seconds}');
+}
+
+/** Resolves the `keypair` field: "Generate" or {"Keypair": "<nix secret key>"}. */
+async function resolveKeypair(v: unknown, cacheName: string): Promise<string | undefined> {
+  if (v === undefined) return undefined;
+  if (v === "Generate") return formatSecretKey(await generateSecretKey(`${cacheName}-1`));
+  if (v && typeof v === "object" && isString((v as Json).Keypair)) {
+    try {
+      return formatSecretKey(parseSecretKey((v as Json).Keypair as string));
+    } catch {
+      throw new GarretError("RequestError", "keypair.Keypair is not a valid Nix secret key");
+    }
+  }
+  throw new GarretError("RequestError", 'keypair must be "Generate" or {"Keypair": "<secret key>"}');
+}
+
+function parsePriority(body: Json): number | undefined {
+  const p = field(body, "priority", isInt, "an integer");
+  if (p !== undefined && (p < 0 || p > 10000)) throw new GarretError("RequestError", "priority must be 0..10000");
+  return p;
+}
+
+export async function createCache(g: Garret, caller: Caller, name: string, body: Json): Promise<CacheRecord> {
+  await authorizeCreate(g, caller, name);
+  const retention = parseRetention(body.retention_period);
+  if (retention !== undefined && !effectivePermission(caller, null, name).configureCacheRetention) {
+    throw new GarretError("Forbidden", "Setting retention_period needs the configure-cache-retention permission.");
+  }
+  const storeDir = field(body, "store_dir", isString, "a string") ?? DEFAULT_STORE_DIR;
+  if (!/^\/[^\0]*[^/]$/.test(storeDir)) throw new GarretError("RequestError", "store_dir must be an absolute path");
+  return g.meta.createCache({
+    name,
+    isPublic: field(body, "is_public", isBool, "a boolean") ?? false,
+    storeDir,
+    priority: parsePriority(body) ?? DEFAULT_PRIORITY,
+    upstreamCacheKeyNames: field(body, "upstream_cache_key_names", isStringList, "a list of strings") ?? DEFAULT_UPSTREAM_KEYS,
+    signingKey: (await resolveKeypair(body.keypair ?? "Generate", name))!,
+    retentionPeriod: retention ?? null,
+  });
+}
+
+export async function configureCache(g: Garret, caller: Caller, name: string, body: Json): Promise<CacheRecord> {
+  const retention = parseRetention(body.retention_period);
+  const others = Object.keys(body).filter((k) => k !== "retention_period");
+  let cache = await authorize(g, caller, name, others.length > 0 ? "configureCache" : "configureCacheRetention");
+  if (retention !== undefined && others.length > 0) cache = await authorize(g, caller, name, "configureCacheRetention");
+  const patch: CachePatch = {
+    isPublic: field(body, "is_public", isBool, "a boolean"),
+    storeDir: field(body, "store_dir", isString, "a string"),
+    priority: parsePriority(body),
+    upstreamCacheKeyNames: field(body, "upstream_cache_key_names", isStringList, "a list of strings"),
+    signingKey: await resolveKeypair(body.keypair, name),
+    retentionPeriod: retention,
+  };
+  return (await g.meta.updateCache(cache.name, patch))!;
+}
+
+export async function destroyCache(g: Garret, caller: Caller, name: string): Promise<void> {
+  const cache = await authorize(g, caller, name, "destroyCache");
+  await g.meta.deleteCache(cache.name);
+}

@@ -1,0 +1,14 @@
+import type { MetaStore } from "../db/types.ts";
+import type { Storage } from "../store/storage.ts";
+import type { IngestOptions } from "../store/ingest.ts";
+import type { TokenAuthority } from "../auth/token.ts";
+
+/** Everything the domain operations need, built once by `garret serve`. */
+export interface Garret {
+  meta: MetaStore;
+  storage: Storage;
+  tokens: TokenAuthority;
+  ingest: IngestOptions;
+  /** Used to build absolute endpoints in cache-config answers, e.g. http://cache.example.com */
+  publicUrl: string;
+}

@@ -1,0 +1,94 @@
+import { GarretError } from "../errors.ts";
+import { encodeBase32, decodeBase32 } from "../nix/base32.ts";
+import { formatNixBase32 } from "../nix/hash.ts";
+import { renderNarInfo } from "../nix/narinfo.ts";
+import { fingerprint, formatPublicKey, parseSecretKey, signFingerprint } from "../nix/signing.ts";
+import { isValidStorePathHash } from "../nix/store-path.ts";
+import type { CacheRecord, ObjectView } from "../db/types.ts";
+import { narExtension } from "../store/compression.ts";
+import { openNar, type NarBody } from "../store/nar-reader.ts";
+import { authorize, type Caller } from "./access.ts";
+import type { Garret } from "./context.ts";
+
+const noSuchObject = (): GarretError => new GarretError("NoSuchObject", "The requested object does not exist.");
+
+export function nixCacheInfo(cache: CacheRecord): string {
+  return `StoreDir: ${cache.storeDir}\nWantMassQuery: 1\nPriority: ${cache.priority}\n`;
+}
+
+function narFileName(o: ObjectView): string {
+  const compression = o.compression === "mixed" ? "none" : o.compression;
+  return `${encodeBase32(Buffer.from(o.narHash, "hex"))}${narExtension(compression)}`;
+}
+
+/** Signature by the cache's current key; stored at upload, remade only after a key change. */
+async function serverSignature(g: Garret, cache: CacheRecord, o: ObjectView): Promise<string> {
+  const key = parseSecretKey(cache.signingKey);
+  const publicKey = formatPublicKey(key);
+  if (o.serverSig && o.serverSigKey === publicKey) return o.serverSig;
+  const sig = await signFingerprint(key, objectFingerprint(cache, o));
+  await g.meta.updateServerSig(cache.id, o.storePathHash, sig, publicKey);
+  return sig;
+}
+
+export function objectFingerprint(cache: CacheRecord, o: { storePath: string; narHash: string; narSize: number; references: string[] }): string {
+  return fingerprint(o.storePath, `sha256:${o.narHash}`, o.narSize, o.references.map((r) => `${cache.storeDir}/${r}`));
+}
+
+export async function narInfo(g: Garret, caller: Caller, cacheName: string, storePathHash: string): Promise<string> {
+  const cache = await authorize(g, caller, cacheName, "pull");
+  if (!isValidStorePathHash(storePathHash)) throw noSuchObject();
+  const o = await g.meta.getObject(cache.id, storePathHash);
+  if (!o) throw noSuchObject();
+  const sig = await serverSignature(g, cache, o);
+  return renderNarInfo({
+    storePath: o.storePath,
+    url: `nar/${narFileName(o)}`,
+    compression: o.compression === "mixed" ? "none" : o.compression,
+    fileSize: o.compression === "mixed" ? undefined : o.fileSize,
+    narHash: formatNixBase32(Buffer.from(o.narHash, "hex")),
+    narSize: o.narSize,
+    references: o.references,
+    deriver: o.deriver ?? undefined,
+    system: o.system ?? undefined,
+    sigs: [sig, ...o.sigs.filter((s) => s !== sig)],
+    ca: o.ca ?? undefined,
+  });
+}
+
+const NAR_FILE = /^([0-9a-df-np-sv-z]{52})(\.nar(?:\.zst|\.br|\.xz)?)$/;
+
+/** Opens a NAR of this cache by its URL file name (`<narhash>.nar.zst`). */
+export async function openCacheNar(g: Garret, caller: Caller, cacheName: string, file: string): Promise<NarBody> {
+  const cache = await authorize(g, caller, cacheName, "pull");
+  const m = NAR_FILE.exec(file);
+  if (!m) throw noSuchObject();
+  let narHash: string;
+  try {
+    narHash = Buffer.from(decodeBase32(m[1]!)).toString("hex");
+  } catch {
+    throw noSuchObject();
+  }
+  // Only NARs this cache references are reachable through it: the global store stays invisible.
+  const o = await g.meta.getObjectByNarHash(cache.id, narHash);
+  if (!o || narFileName(o) !== file) throw noSuchObject();
+  const chunks = await g.meta.narChunks(o.narId);
+  try {
+    return await openNar(g.storage, chunks, o.compression);
+  } catch {
+    throw new GarretError("StorageError", `NAR ${file} could not be read from storage`);
+  }
+}
+
+export async function missingPaths(g: Garret, caller: Caller, body: unknown): Promise<{ missing_paths: string[] }> {
+  const b = body as { cache?: unknown; store_path_hashes?: unknown } | null;
+  if (!b || typeof b.cache !== "string" || !Array.isArray(b.store_path_hashes)
+    || !b.store_path_hashes.every((h) => typeof h === "string")) {
+    throw new GarretError("RequestError", 'expected {"cache": name, "store_path_hashes": [hash...]}');
+  }
+  const cache = await authorize(g, caller, b.cache, "push");
+  const hashes = b.store_path_hashes as string[];
+  const bad = hashes.find((h) => !isValidStorePathHash(h));
+  if (bad !== undefined) throw new GarretError("InvalidStorePath", `invalid store path hash ${JSON.stringify(bad)}`);
+  return { missing_paths: await g.meta.missingPaths(cache.id, hashes) };
+}

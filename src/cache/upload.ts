@@ -1,0 +1,142 @@
+import { GarretError } from "../errors.ts";
+import { parseSha256 } from "../nix/hash.ts";
+import { parseSecretKey, formatPublicKey, signFingerprint } from "../nix/signing.ts";
+import { isValidStorePathHash, parseStorePath, parseStorePathBasename } from "../nix/store-path.ts";
+import type { CacheRecord } from "../db/types.ts";
+import { decodeContent, isSupportedContentEncoding } from "../store/compression.ts";
+import { discardStaged, ingestNar, UploadRejected } from "../store/ingest.ts";
+import { authorize, type Caller } from "./access.ts";
+import type { Garret } from "./context.ts";
+import { objectFingerprint } from "./paths.ts";
+
+/** Upload metadata, as Attic's client sends it (X-Attic-Nar-Info or the JSON preamble). */
+export interface UploadInfo {
+  cache: string;
+  storePathHash: string;
+  storePath: string;
+  references: string[]; // basenames
+  system: string | null;
+  deriver: string | null; // basename
+  sigs: string[];
+  ca: string | null;
+  narHash: Uint8Array;
+  narSize: number;
+}
+
+export interface UploadAnswer {
+  kind: "Uploaded" | "Deduplicated";
+  file_size: number;
+  frac_deduplicated: number;
+}
+
+const bad = (code: "InvalidNarInfo" | "InvalidStorePath", msg: string): GarretError => new GarretError(code, msg);
+
+function optionalString(v: unknown, key: string): string | null {
+  if (v === undefined || v === null || v === "") return null;
+  if (typeof v !== "string") throw bad("InvalidNarInfo", `${key} must be a string`);
+  return v;
+}
+
+function storePathOf(v: string, storeDir: string, what: string) {
+  try {
+    return v.includes("/") ? parseStorePath(v, storeDir) : parseStorePathBasename(v, storeDir);
+  } catch (err) {
+    throw bad("InvalidStorePath", `${what}: ${(err as Error).message}`);
+  }
+}
+
+/** Validates upload metadata against the cache it targets. Throws before any byte is read. */
+export function parseUploadInfo(raw: unknown, storeDir: string): UploadInfo {
+  if (!raw || typeof raw !== "object") throw bad("InvalidNarInfo", "upload metadata must be a JSON object");
+  const j = raw as Record<string, unknown>;
+  if (typeof j.store_path !== "string") throw bad("InvalidNarInfo", "store_path is required");
+  const path = storePathOf(j.store_path, storeDir, "store_path");
+  if (typeof j.store_path_hash !== "string" || !isValidStorePathHash(j.store_path_hash)) {
+    throw bad("InvalidStorePath", "store_path_hash must be 32 nix-base32 characters");
+  }
+  if (j.store_path_hash !== path.hash) throw bad("InvalidStorePath", "store_path_hash does not match store_path");
+  if (!Array.isArray(j.references)) throw bad("InvalidNarInfo", "references must be a list of store paths");
+  const references = j.references.map((r) => {
+    if (typeof r !== "string") throw bad("InvalidStorePath", "references must be strings");
+    return storePathOf(r, storeDir, "reference").basename;
+  });
+  const deriver = optionalString(j.deriver, "deriver");
+  const sigs = j.sigs ?? [];
+  if (!Array.isArray(sigs) || !sigs.every((s) => typeof s === "string" && /^[^:\s]+:[A-Za-z0-9+/=]+$/.test(s))) {
+    throw bad("InvalidNarInfo", "sigs must be a list of name:base64 signatures");
+  }
+  if (!Number.isSafeInteger(j.nar_size) || (j.nar_size as number) <= 0) {
+    throw bad("InvalidNarInfo", "nar_size must be a positive integer");
+  }
+  let narHash: Uint8Array;
+  try {
+    narHash = parseSha256(String(j.nar_hash));
+  } catch (err) {
+    throw bad("InvalidNarInfo", `nar_hash: ${(err as Error).message}`);
+  }
+  return {
+    cache: String(j.cache),
+    storePathHash: path.hash,
+    storePath: path.path,
+    references,
+    system: optionalString(j.system, "system"),
+    deriver: deriver === null ? null : storePathOf(deriver, storeDir, "deriver").basename,
+    sigs: sigs as string[],
+    ca: optionalString(j.ca, "ca"),
+    narHash,
+    narSize: j.nar_size as number,
+  };
+}
+
+/**
+ * Receives one store path: streams the NAR into the chunk store, verifying hash, size and
+ * structure, then makes the path visible in the cache in one transaction. On any failure nothing
+ * is visible and the bytes written are deleted.
+ */
+export async function uploadPath(
+  g: Garret, caller: Caller, rawInfo: unknown, body: AsyncIterable<Uint8Array>, contentEncoding: string,
+): Promise<UploadAnswer> {
+  const cacheName = (rawInfo as { cache?: unknown } | null)?.cache;
+  if (typeof cacheName !== "string") throw bad("InvalidNarInfo", "cache is required");
+  const cache: CacheRecord = await authorize(g, caller, cacheName, "push");
+  const info = parseUploadInfo(rawInfo, cache.storeDir);
+  if (!isSupportedContentEncoding(contentEncoding)) {
+    throw new GarretError("UnsupportedEncoding", `Content-Encoding ${contentEncoding} is not supported`);
+  }
+
+  const existed = (await g.meta.findNar(Buffer.from(info.narHash).toString("hex"))) !== null;
+  let staged;
+  try {
+    staged = await ingestNar(g, decodeContent(body, contentEncoding), { narHash: info.narHash, narSize: info.narSize }, g.ingest);
+  } catch (err) {
+    if (err instanceof UploadRejected) {
+      const code = ({ hash: "HashMismatch", size: "SizeMismatch", structure: "InvalidNar" } as const)[err.reason];
+      throw new GarretError(code, err.message);
+    }
+    throw err;
+  }
+
+  try {
+    const key = parseSecretKey(cache.signingKey);
+    const serverSig = await signFingerprint(key, objectFingerprint(cache, {
+      storePath: info.storePath, narHash: staged.narHash, narSize: info.narSize, references: info.references,
+    }));
+    const { narExisted } = await g.meta.commitUpload({
+      packs: staged.packs, newChunks: staged.newChunks, chunkHashes: staged.chunkHashes,
+      narHash: staged.narHash, narSize: staged.narSize, cacheId: cache.id,
+      object: {
+        storePathHash: info.storePathHash, storePath: info.storePath, references: info.references,
+        system: info.system, deriver: info.deriver, ca: info.ca, sigs: info.sigs,
+        serverSig, serverSigKey: formatPublicKey(key), createdBy: caller?.sub ?? null,
+      },
+    });
+    return {
+      kind: narExisted || existed ? "Deduplicated" : "Uploaded",
+      file_size: staged.storedBytes,
+      frac_deduplicated: staged.narSize === 0 ? 0 : staged.dedupBytes / staged.narSize,
+    };
+  } catch (err) {
+    await discardStaged(g, staged);
+    throw err;
+  }
+}

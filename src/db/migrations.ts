@@ -1,0 +1,86 @@
+/**
+ * Versioned schema migrations. Each entry runs once, in order, inside a transaction; the applied
+ * version is kept in `schema_version`. Never edit a released migration: append a new one.
+ *
+ * The model is built for global deduplication from the start: caches are views (objects) over a
+ * content-addressed set of NARs, each NAR is an ordered list of chunks, and chunks live at an
+ * offset inside pack files in storage. A NAR stored whole is simply a NAR with one chunk.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE caches (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    is_public INTEGER NOT NULL DEFAULT 0,
+    store_dir TEXT NOT NULL DEFAULT '/nix/store',
+    priority INTEGER NOT NULL DEFAULT 41,
+    upstream_cache_key_names TEXT NOT NULL DEFAULT '["cache.nixos.org-1"]',
+    signing_key TEXT NOT NULL,
+    retention_period INTEGER,
+    created_at INTEGER NOT NULL
+  );
+
+  -- A pack is one storage object holding many compressed chunks back to back. 'pending' while an
+  -- upload writes it (so a crash leaves a record for the collector), 'valid' once durable.
+  CREATE TABLE packs (
+    id INTEGER PRIMARY KEY,
+    storage_key TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'valid', 'deleting')),
+    created_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    chunk_hash TEXT NOT NULL UNIQUE,          -- sha256 hex of the uncompressed bytes
+    chunk_size INTEGER NOT NULL,              -- uncompressed length
+    compression TEXT NOT NULL,                -- none | zstd | xz | br
+    pack_id INTEGER NOT NULL REFERENCES packs(id),
+    pack_offset INTEGER NOT NULL,
+    stored_size INTEGER NOT NULL,             -- compressed length inside the pack
+    state TEXT NOT NULL DEFAULT 'valid' CHECK (state IN ('valid', 'damaged', 'deleting')),
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX chunks_by_pack ON chunks(pack_id, pack_offset);
+
+  CREATE TABLE nars (
+    id INTEGER PRIMARY KEY,
+    nar_hash TEXT NOT NULL UNIQUE,            -- sha256 hex of the uncompressed NAR
+    nar_size INTEGER NOT NULL,
+    num_chunks INTEGER NOT NULL,
+    file_size INTEGER NOT NULL,               -- sum of the stored (compressed) chunk sizes
+    compression TEXT NOT NULL,                -- common compression of its chunks, or 'mixed'
+    state TEXT NOT NULL DEFAULT 'valid' CHECK (state IN ('valid', 'damaged', 'deleting')),
+    created_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE nar_chunks (
+    nar_id INTEGER NOT NULL REFERENCES nars(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    chunk_id INTEGER NOT NULL REFERENCES chunks(id),
+    PRIMARY KEY (nar_id, seq)
+  ) WITHOUT ROWID;
+  CREATE INDEX nar_chunks_by_chunk ON nar_chunks(chunk_id);
+
+  -- A store path as one cache sees it.
+  CREATE TABLE objects (
+    id INTEGER PRIMARY KEY,
+    cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    store_path_hash TEXT NOT NULL,
+    store_path TEXT NOT NULL,
+    nar_id INTEGER NOT NULL REFERENCES nars(id),
+    refs TEXT NOT NULL,                       -- JSON array of reference basenames
+    system TEXT,
+    deriver TEXT,
+    ca TEXT,
+    sigs TEXT NOT NULL DEFAULT '[]',          -- JSON array of signatures the uploader sent
+    server_sig TEXT,                          -- signature by the cache key, made at creation
+    server_sig_key TEXT,                      -- public key that made server_sig
+    created_by TEXT,
+    created_at INTEGER NOT NULL,
+    last_accessed_at INTEGER NOT NULL,
+    UNIQUE (cache_id, store_path_hash)
+  );
+  CREATE INDEX objects_by_nar ON objects(nar_id);
+  `,
+];

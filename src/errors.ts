@@ -1,0 +1,43 @@
+/**
+ * Errors a user can cause, with the stable error names of Attic's API. The HTTP layer maps each
+ * code to a status; the CLI prints the message as one line.
+ */
+export type ErrorCode =
+  | "NoSuchCache"
+  | "NoSuchObject"
+  | "Unauthorized"
+  | "Forbidden"
+  | "RequestError"
+  | "InvalidCacheName"
+  | "InvalidStorePath"
+  | "InvalidNarInfo"
+  | "HashMismatch"
+  | "SizeMismatch"
+  | "InvalidNar"
+  | "CacheAlreadyExists"
+  | "UnsupportedEncoding"
+  | "StorageError";
+
+export class GarretError extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+    this.name = code;
+  }
+}
+
+export const STATUS_OF: Record<ErrorCode, number> = {
+  NoSuchCache: 404,
+  NoSuchObject: 404,
+  Unauthorized: 401,
+  Forbidden: 403,
+  RequestError: 400,
+  InvalidCacheName: 400,
+  InvalidStorePath: 400,
+  InvalidNarInfo: 400,
+  HashMismatch: 400,
+  SizeMismatch: 400,
+  InvalidNar: 400,
+  CacheAlreadyExists: 400,
+  UnsupportedEncoding: 415,
+  StorageError: 500,
+};

@@ -1,0 +1,76 @@
+#!/usr/bin/env bun
+import pkg from "../package.json" with { type: "json" };
+import { ApiError } from "./client/api.ts";
+import { NixCommandError } from "./client/nix.ts";
+import { CliError, UsageError } from "./cli/errors.ts";
+
+const HELP = `garret ${pkg.version}: a multi-tenant Nix binary cache
+
+Server:
+  garret serve [--listen HOST:PORT] [--data DIR]      serve caches (default 127.0.0.1:8080, ./garret-data)
+  garret token create --sub NAME --validity 1y [--pull P] [--push P] [--delete P] [--create-cache P]
+        [--configure-cache P] [--configure-cache-retention P] [--destroy-cache P] [--data DIR]
+
+Client:
+  garret login ALIAS URL [TOKEN]                     remember a server and its token
+  garret cache create|info|configure|destroy ALIAS:CACHE [--public] [--priority N] [--json]
+  garret push ALIAS:CACHE PATH...                    push store paths and their closures
+`;
+
+type Command = (argv: string[]) => Promise<void>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import("./cli/serve.ts")).serveCommand,
+  token: async () => (await import("./cli/token.ts")).tokenCommand,
+  login: async () => (await import("./cli/login.ts")).loginCommand,
+  cache: async () => (await import("./cli/cache.ts")).cacheCommand,
+  push: async () => (await import("./cli/push.ts")).pushCommand,
+};
+
+/** User mistakes and remote refusals print one line; only real bugs print a stack. */
+function report(err: unknown): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    return 2;
+  }
+  if (err instanceof ApiError) {
+    process.stderr.write(`error: ${err.message} (${err.error})\n`);
+    return 1;
+  }
+  if (err instanceof CliError || err instanceof NixCommandError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    return 1;
+  }
+  if (err instanceof TypeError && (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+    process.stderr.write(`error: ${err.message}\n`);
+    return 2;
+  }
+  process.stderr.write(`internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
+  return 70;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (name === "--version" || name === "version") {
+    process.stdout.write(`garret ${pkg.version}\n`);
+    return 0;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    process.stderr.write(`error: unknown command ${JSON.stringify(name)}; see garret --help\n`);
+    return 2;
+  }
+  try {
+    await (await load())(rest);
+    return 0;
+  } catch (err) {
+    return report(err);
+  }
+}
+
+const code = await main(process.argv.slice(2));
+if (code !== 0) process.exit(code);

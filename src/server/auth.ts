@@ -1,0 +1,31 @@
+import { GarretError } from "../errors.ts";
+import { InvalidToken } from "../auth/token.ts";
+import type { Caller } from "../cache/access.ts";
+import type { Garret } from "../cache/context.ts";
+
+/** The token from `Authorization: Bearer <jwt>` or Basic auth with the token as password (netrc). */
+export function tokenFromHeader(header: string | null): string | null {
+  if (!header) return null;
+  const [scheme, value] = header.split(/\s+/, 2);
+  if (!scheme || !value) return null;
+  if (scheme.toLowerCase() === "bearer") return value;
+  if (scheme.toLowerCase() === "basic") {
+    const decoded = Buffer.from(value, "base64").toString("utf8");
+    const colon = decoded.indexOf(":");
+    const password = colon >= 0 ? decoded.slice(colon + 1) : "";
+    return password || null;
+  }
+  return null;
+}
+
+/** Verifies the caller's token; a bad token is an error even where anonymous access would do. */
+export async function callerOf(g: Garret, request: Request): Promise<Caller> {
+  const token = tokenFromHeader(request.headers.get("authorization"));
+  if (!token) return null;
+  try {
+    return await g.tokens.verify(token);
+  } catch (err) {
+    if (err instanceof InvalidToken) throw new GarretError("Unauthorized", err.message);
+    throw err;
+  }
+}

@@ -1,0 +1,54 @@
+import { GarretError } from "../errors.ts";
+
+const MAX_PREAMBLE = 4 * 1024 * 1024;
+
+/**
+ * Splits Attic's preamble form: the first `size` bytes of the body are JSON metadata, the rest is
+ * the NAR. Returns the metadata and an iterable over the remaining bytes, without buffering them.
+ */
+export async function splitPreamble(
+  body: ReadableStream<Uint8Array>, size: number,
+): Promise<{ info: unknown; rest: AsyncIterable<Uint8Array> }> {
+  if (!Number.isSafeInteger(size) || size <= 0 || size > MAX_PREAMBLE) {
+    throw new GarretError("RequestError", "X-Attic-Nar-Info-Preamble-Size must be a positive integer up to 4 MiB");
+  }
+  const reader = body.getReader();
+  const head = new Uint8Array(size);
+  let have = 0;
+  let leftover: Uint8Array | null = null;
+  while (have < size) {
+    const { done, value } = await reader.read();
+    if (done) throw new GarretError("RequestError", "body ended inside the preamble");
+    const take = Math.min(value.length, size - have);
+    head.set(value.subarray(0, take), have);
+    have += take;
+    if (take < value.length) leftover = value.subarray(take);
+  }
+  let info: unknown;
+  try {
+    info = JSON.parse(new TextDecoder().decode(head));
+  } catch {
+    throw new GarretError("InvalidNarInfo", "the preamble is not valid JSON");
+  }
+  async function* rest(): AsyncGenerator<Uint8Array> {
+    if (leftover) yield leftover;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  }
+  return { info, rest: rest() };
+}
+
+export async function jsonBody(request: Request): Promise<Record<string, unknown>> {
+  const text = await request.text();
+  if (text.trim() === "") return {};
+  try {
+    const v = JSON.parse(text);
+    if (v && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // fall through
+  }
+  throw new GarretError("RequestError", "the request body must be a JSON object");
+}

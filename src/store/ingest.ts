@@ -1,0 +1,194 @@
+import { randomUUID } from "node:crypto";
+import { Chunker, type ChunkerOptions } from "./chunker.ts";
+import { compressChunk } from "./compression.ts";
+import type { Storage, StorageWriter } from "./storage.ts";
+import type { Compression, MetaStore, NewChunk } from "../db/types.ts";
+import { NarValidator } from "../nix/nar.ts";
+import { NixFormatError } from "../nix/errors.ts";
+
+export interface IngestOptions {
+  compression: Compression;
+  compressionLevel: number;
+  chunking: ChunkerOptions;
+  /** NARs smaller than this are stored as one chunk. */
+  wholeNarThreshold: number;
+  /** A pack is sealed and a new one started once it reaches this size. */
+  packSizeLimit: number;
+  /** Chunks being compressed at once; bounds memory at about this many chunks. */
+  compressionWindow: number;
+}
+
+export const DEFAULT_INGEST: Omit<IngestOptions, "chunking"> = {
+  compression: "zstd",
+  compressionLevel: 3,
+  wholeNarThreshold: 64 * 1024,
+  packSizeLimit: 64 * 1024 * 1024,
+  compressionWindow: 4,
+};
+
+/** Why an upload was refused: the NAR's size, hash or structure is not what was claimed. */
+export class UploadRejected extends Error {
+  constructor(readonly reason: "size" | "hash" | "structure", message: string) {
+    super(message);
+  }
+}
+
+/** A NAR whose bytes are durable in storage but not yet visible in any cache. */
+export interface StagedNar {
+  narHash: string; // hex
+  narSize: number;
+  chunkHashes: string[];
+  newChunks: NewChunk[];
+  packs: { id: number; size: number; key: string }[];
+  /** Uncompressed bytes that were already stored (globally or earlier in this upload). */
+  dedupBytes: number;
+  /** Compressed bytes this upload added to storage. */
+  storedBytes: number;
+}
+
+const toHex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+
+function sha256Hex(data: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+}
+
+/** Appends compressed chunks to packs, sealing one at the size limit and starting the next. */
+class PackSink {
+  readonly packs: { id: number; size: number; key: string }[] = [];
+  private writer: StorageWriter | null = null;
+  private current: { id: number; key: string } | null = null;
+
+  constructor(private readonly storage: Storage, private readonly meta: MetaStore, private readonly limit: number) {}
+
+  async append(data: Uint8Array): Promise<{ packId: number; offset: number }> {
+    if (!this.writer) await this.open();
+    const offset = this.writer!.bytesWritten;
+    await this.writer!.write(data);
+    const packId = this.current!.id;
+    if (this.writer!.bytesWritten >= this.limit) await this.seal();
+    return { packId, offset };
+  }
+
+  private async open(): Promise<void> {
+    const key = `packs/${randomUUID()}.pack`;
+    // Recorded before the first byte, so a crash leaves a pending pack for the collector to find.
+    const id = await this.meta.createPendingPack(key);
+    this.current = { id, key };
+    this.writer = await this.storage.createWriter(key);
+  }
+
+  async seal(): Promise<void> {
+    if (!this.writer || !this.current) return;
+    await this.writer.commit();
+    this.packs.push({ ...this.current, size: this.writer.bytesWritten });
+    this.writer = null;
+    this.current = null;
+  }
+
+  /** Undoes everything: deletes sealed packs, drops the open one, forgets their records. */
+  async discard(): Promise<void> {
+    if (this.writer) await this.writer.abort().catch(() => {});
+    const all = [...this.packs, ...(this.current ? [{ ...this.current, size: 0 }] : [])];
+    for (const p of all) {
+      await this.storage.delete(p.key);
+      await this.meta.forgetPack(p.id);
+    }
+    this.writer = null;
+    this.current = null;
+  }
+}
+
+/**
+ * The one upload pipeline: body → NAR sha256 + size + structure check → chunker → per chunk:
+ * sha256, skip if stored, else compress (in a small window of parallel jobs) and append to this
+ * upload's pack. Memory holds at most `compressionWindow` chunks plus one read buffer; awaiting
+ * each storage write before reading on gives backpressure all the way to the client's socket.
+ *
+ * Nothing becomes visible here: the caller commits the returned StagedNar in one metadata
+ * transaction, or calls `discardStaged` to delete what was written.
+ */
+export async function ingestNar(
+  deps: { storage: Storage; meta: MetaStore },
+  body: AsyncIterable<Uint8Array>,
+  expected: { narHash: Uint8Array; narSize: number },
+  opts: IngestOptions,
+): Promise<StagedNar> {
+  const sink = new PackSink(deps.storage, deps.meta, opts.packSizeLimit);
+  const narHasher = new Bun.CryptoHasher("sha256");
+  const validator = new NarValidator();
+  const whole = expected.narSize < opts.wholeNarThreshold;
+  const chunker = whole ? null : new Chunker(opts.chunking);
+  const wholeBuf = whole ? new Uint8Array(expected.narSize) : null;
+
+  const chunkHashes: string[] = [];
+  const newChunks: NewChunk[] = [];
+  const seenInUpload = new Set<string>();
+  const inflight: { hash: string; size: number; compressed: Promise<Uint8Array> }[] = [];
+  let narSize = 0;
+  let dedupBytes = 0;
+  let storedBytes = 0;
+
+  const flushOne = async (): Promise<void> => {
+    const job = inflight.shift()!;
+    const data = await job.compressed;
+    const { packId, offset } = await sink.append(data);
+    newChunks.push({ hash: job.hash, size: job.size, compression: opts.compression, packId, offset, storedSize: data.length });
+    storedBytes += data.length;
+  };
+
+  const handleChunk = async (chunk: Uint8Array): Promise<void> => {
+    const hash = sha256Hex(chunk);
+    chunkHashes.push(hash);
+    if (seenInUpload.has(hash) || (await deps.meta.findChunk(hash))) {
+      dedupBytes += chunk.length;
+      return;
+    }
+    seenInUpload.add(hash);
+    // The chunker's view is only valid until its next call, and compression runs off-thread.
+    const copy = chunk.slice();
+    inflight.push({ hash, size: copy.length, compressed: compressChunk(copy, opts.compression, opts.compressionLevel) });
+    if (inflight.length >= opts.compressionWindow) await flushOne();
+  };
+
+  try {
+    for await (const buf of body) {
+      if (narSize + buf.length > expected.narSize) {
+        throw new UploadRejected("size", `NAR is larger than the claimed nar_size ${expected.narSize}`);
+      }
+      validator.push(buf);
+      narHasher.update(buf);
+      if (wholeBuf) wholeBuf.set(buf, narSize);
+      narSize += buf.length;
+      if (chunker) for (const c of chunker.push(buf)) await handleChunk(c);
+    }
+    if (narSize !== expected.narSize) {
+      throw new UploadRejected("size", `NAR is ${narSize} bytes but nar_size claims ${expected.narSize}`);
+    }
+    validator.finish();
+    const actual = narHasher.digest() as Uint8Array;
+    if (!Buffer.from(actual).equals(Buffer.from(expected.narHash))) {
+      throw new UploadRejected("hash", `NAR hash mismatch: claimed sha256:${toHex(expected.narHash)}, got sha256:${toHex(actual)}`);
+    }
+    if (chunker) for (const c of chunker.finish()) await handleChunk(c);
+    if (wholeBuf && narSize > 0) await handleChunk(wholeBuf);
+    while (inflight.length > 0) await flushOne();
+    await sink.seal();
+  } catch (err) {
+    await Promise.allSettled(inflight.map((j) => j.compressed));
+    await sink.discard();
+    if (err instanceof NixFormatError) throw new UploadRejected("structure", `invalid NAR: ${err.message}`);
+    throw err;
+  }
+
+  return {
+    narHash: toHex(expected.narHash), narSize, chunkHashes, newChunks, packs: sink.packs, dedupBytes, storedBytes,
+  };
+}
+
+/** Deletes the packs of a staged NAR that will not be committed. */
+export async function discardStaged(deps: { storage: Storage; meta: MetaStore }, staged: StagedNar): Promise<void> {
+  for (const p of staged.packs) {
+    await deps.storage.delete(p.key);
+    await deps.meta.forgetPack(p.id);
+  }
+}

@@ -1,0 +1,112 @@
+import { mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { randomUUID } from "node:crypto";
+import {
+  assertSafeKey, MissingObjectError, type ByteRange, type Storage, type StorageWriter,
+} from "./storage.ts";
+
+/**
+ * Local-disk storage. Writes go to a temporary file under `.tmp/` and are renamed into place after
+ * fsync, so a reader never sees a partial object and a crash leaves only temp files behind.
+ */
+export class LocalStorage implements Storage {
+  readonly kind = "local";
+  private readonly tmpDir: string;
+
+  constructor(private readonly root: string) {
+    this.tmpDir = join(root, ".tmp");
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.tmpDir, { recursive: true });
+  }
+
+  private pathOf(key: string): string {
+    assertSafeKey(key);
+    return join(this.root, key);
+  }
+
+  async createWriter(key: string): Promise<StorageWriter> {
+    const finalPath = this.pathOf(key);
+    await mkdir(this.tmpDir, { recursive: true });
+    const tmpPath = join(this.tmpDir, `${randomUUID()}.part`);
+    const handle = await open(tmpPath, "wx", 0o644);
+    return new LocalWriter(handle, tmpPath, finalPath);
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Uint8Array> {
+    const path = this.pathOf(key);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new MissingObjectError(`object ${key} is missing`);
+      throw err;
+    }
+    try {
+      const offset = range?.offset ?? 0;
+      const length = range?.length ?? (await handle.stat()).size - offset;
+      const buf = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) throw new MissingObjectError(`object ${key} is shorter than expected`);
+        done += bytesRead;
+      }
+      return buf;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async size(key: string): Promise<number | null> {
+    try {
+      return (await stat(this.pathOf(key))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.size(key)) !== null;
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.pathOf(key), { force: true });
+  }
+}
+
+class LocalWriter implements StorageWriter {
+  bytesWritten = 0;
+  private closed = false;
+
+  constructor(private readonly handle: FileHandle, private readonly tmpPath: string, private readonly finalPath: string) {}
+
+  async write(data: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done);
+      done += bytesWritten;
+    }
+    this.bytesWritten += data.length;
+  }
+
+  async commit(): Promise<void> {
+    await this.handle.sync();
+    await this.close();
+    await mkdir(dirname(this.finalPath), { recursive: true });
+    await rename(this.tmpPath, this.finalPath);
+  }
+
+  async abort(): Promise<void> {
+    await this.close();
+    await rm(this.tmpPath, { force: true });
+  }
+
+  private async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+}

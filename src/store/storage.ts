@@ -1,0 +1,55 @@
+/**
+ * The storage interface every backend implements (local disk now, S3 later). Keys are relative,
+ * slash-separated names chosen by garret itself, validated by `assertSafeKey`.
+ */
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/** A write in progress. Nothing is visible under the key until `commit` resolves. */
+export interface StorageWriter {
+  write(data: Uint8Array): Promise<void>;
+  /** Makes the bytes durable and visible under the key. */
+  commit(): Promise<void>;
+  /** Discards everything written; safe to call after a failed write. */
+  abort(): Promise<void>;
+  readonly bytesWritten: number;
+}
+
+export interface Storage {
+  readonly kind: string;
+  createWriter(key: string): Promise<StorageWriter>;
+  /** Reads a whole object or a range of it into memory; callers keep ranges bounded. */
+  read(key: string, range?: ByteRange): Promise<Uint8Array>;
+  /** Size in bytes, or null when the object does not exist. */
+  size(key: string): Promise<number | null>;
+  exists(key: string): Promise<boolean>;
+  /** Deleting a missing object is not an error: the goal state is reached. */
+  delete(key: string): Promise<void>;
+}
+
+export class StorageError extends Error {}
+
+export class MissingObjectError extends StorageError {}
+
+const SAFE_KEY = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*(\/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$/;
+
+/** Rejects traversal and anything outside a conservative alphabet, whatever the caller. */
+export function assertSafeKey(key: string): void {
+  if (!SAFE_KEY.test(key) || key.length > 512) throw new StorageError(`invalid storage key: ${JSON.stringify(key)}`);
+}
+
+/** Writes a whole stream under a key. */
+export async function putStream(storage: Storage, key: string, source: AsyncIterable<Uint8Array>): Promise<number> {
+  const writer = await storage.createWriter(key);
+  try {
+    for await (const chunk of source) await writer.write(chunk);
+    await writer.commit();
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  return writer.bytesWritten;
+}

@@ -1,0 +1,78 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** Tests that need Nix fail, never skip, when it is missing: CI must install it. */
+export function requireNix(): void {
+  if (!Bun.which("nix") || !Bun.which("nix-store") || !Bun.which("nix-build")) {
+    throw new Error("these tests need Nix (nix, nix-store, nix-build on PATH); .ci/run installs Debian's nix-bin");
+  }
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string[], opts: { env?: Record<string, string>; input?: string; cwd?: string } = {}): RunResult {
+  const proc = Bun.spawnSync(cmd, {
+    env: { ...process.env, ...opts.env },
+    stdin: opts.input === undefined ? "ignore" : Buffer.from(opts.input),
+    cwd: opts.cwd,
+  });
+  return { code: proc.exitCode ?? -1, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+}
+
+export function runOk(cmd: string[], opts: { env?: Record<string, string>; input?: string; cwd?: string } = {}): string {
+  const r = run(cmd, opts);
+  if (r.code !== 0) throw new Error(`${cmd.join(" ")} failed (${r.code}):\n${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+export function tempDir(prefix = "garret-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Options that make a root Nix without daemon work here and keep caches of answers out of the way. */
+export const NIX_OPTS = [
+  "--option", "build-users-group", "",
+  "--option", "sandbox", "false",
+  "--option", "narinfo-cache-negative-ttl", "0",
+  "--option", "narinfo-cache-positive-ttl", "0",
+];
+
+/**
+ * Builds a closure with unique content from a local expression: `top` references `dep`, and an
+ * optional `big` file of `bigBytes` pseudo-random bytes lives in dep. No nixpkgs needed.
+ */
+export function buildClosure(tag: string, opts: { bigBytes?: number } = {}): { top: string; dep: string } {
+  const dir = tempDir("garret-expr-");
+  const big = opts.bigBytes
+    ? `/usr/bin/head -c ${opts.bigBytes} /dev/urandom > $out/big;`
+    : "";
+  const expr = `
+    let
+      sh = args: derivation { name = args.name; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" args.script ]; };
+      dep = sh { name = "garret-dep-${tag}"; script = "/bin/mkdir $out; echo dep ${tag} > $out/data; ${big}"; };
+    in sh { name = "garret-top-${tag}"; script = "echo ${tag} \${dep} > $out"; }
+  `;
+  writeFileSync(join(dir, "default.nix"), expr);
+  const top = runOk(["nix-build", ...NIX_OPTS, "--no-out-link", join(dir, "default.nix")]).trim();
+  const refs = runOk(["nix-store", "-q", "--references", top]).trim().split("\n").filter(Boolean);
+  const dep = refs.find((r) => r.includes("garret-dep-"));
+  if (!dep) throw new Error(`built ${top} without its dependency`);
+  return { top, dep };
+}
+
+export function narOf(path: string): Buffer {
+  return Buffer.from(Bun.spawnSync(["nix-store", "--dump", path]).stdout);
+}
+
+export function deleteFromStore(...paths: string[]): void {
+  runOk(["nix-store", "--delete", ...paths]);
+}
+
+export function uniqueTag(): string {
+  return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+}
