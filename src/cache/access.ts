@@ -35,7 +35,7 @@ function denied(caller: Caller): GarretError {
  * learns only that they are not allowed.
  */
 export async function authorize(g: Garret, caller: Caller, name: string, need: keyof Permission): Promise<CacheRecord> {
-  if (!CACHE_NAME.test(name)) throw noSuchCache();
+  assertCacheName(name);
   const cache = await g.meta.getCache(name);
   const perm = effectivePermission(caller, cache, name);
   if (!cache || !hasAny(perm)) throw noSuchCache();

@@ -43,7 +43,7 @@ export function decompressChunk(data: Uint8Array, c: Compression): Uint8Array {
 }
 
 /** Content-Encodings an uploader may use for the NAR body. */
-const DECODERS: Record<string, () => zlib.Zstd | zlib.BrotliDecompress | zlib.Gunzip | zlib.Inflate> = {
+const DECODERS: Record<string, () => NodeJS.ReadWriteStream> = {
   zstd: () => zlib.createZstdDecompress(),
   br: () => zlib.createBrotliDecompress(),
   gzip: () => zlib.createGunzip(),
@@ -59,5 +59,6 @@ export function decodeContent(body: AsyncIterable<Uint8Array>, encoding: string)
   if (encoding === "" || encoding === "identity") return body;
   const make = DECODERS[encoding];
   if (!make) throw new Error(`unsupported Content-Encoding ${encoding}`);
-  return Readable.from(body, { objectMode: false }).pipe(make());
+  // A zlib transform never yields strings: it has no encoding set.
+  return Readable.from(body, { objectMode: false }).pipe(make()) as AsyncIterable<Uint8Array>;
 }

@@ -176,7 +176,7 @@ export async function ingestNar(
   } catch (err) {
     await Promise.allSettled(inflight.map((j) => j.compressed));
     await sink.discard();
-    if (err instanceof NixFormatError) throw new UploadRejected("structure", `invalid NAR: ${err.message}`);
+    if (err instanceof NixFormatError) throw new UploadRejected("structure", `invalid NAR: ${(err as Error).message}`);
     throw err;
   }
 

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { runOk, tempDir } from "./nix.ts";
@@ -19,34 +20,27 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** Starts `garret serve` on a free port with a fresh data dir and waits until it listens. */
+/**
+ * Starts `garret serve` on a free port with a fresh data dir and waits until it listens. The
+ * server's log goes to a file, not a pipe, so a test blocked in spawnSync never stalls the server.
+ */
 export async function startServer(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir("garret-data-");
+  const logPath = join(tempDir("garret-log-"), "server.log");
   const proc = Bun.spawn(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", dataDir), {
-    stdout: "pipe", stderr: "pipe", env: { ...process.env, ...opts.env },
+    stdout: Bun.file(logPath), stderr: Bun.file(logPath), env: { ...process.env, ...opts.env },
   });
-  let logText = "";
-  const decoder = new TextDecoder();
-  const reader = proc.stderr.getReader();
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${logText}`)), 20000);
-    (async () => {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        logText += decoder.decode(value);
-        const m = /listening on (http:\/\/[^\s]+)/.exec(logText);
-        if (m) {
-          clearTimeout(timer);
-          resolveUrl(m[1]!);
-        }
-      }
-      clearTimeout(timer);
-      reject(new Error(`server exited:\n${logText}`));
-    })().catch(() => {});
-  });
+  const log = (): string => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
+  const deadline = Date.now() + 20000;
+  let url: string | null = null;
+  while (!url) {
+    const m = /listening on (http:\/\/[^\s]+)/.exec(log());
+    if (m) url = m[1]!;
+    else if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${log()}`);
+    else await Bun.sleep(20);
+  }
   return {
-    url, dataDir, proc, log: () => logText,
+    url, dataDir, proc, log,
     async stop() {
       proc.kill("SIGTERM");
       await proc.exited;
