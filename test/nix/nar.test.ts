@@ -46,7 +46,12 @@ function expectRejected(b: Uint8Array, re: RegExp): void {
 }
 /** What Nix 2.8 itself says about an archive: does `nix-store --restore` take it? */
 function nixRestores(b: Uint8Array): boolean {
-  return runRaw(["nix-store", "--restore", join(tempDir("restore"), "out")], b).code === 0;
+  const d = tempDir("restore");
+  try {
+    return runRaw(["nix-store", "--restore", join(d, "out")], b).code === 0;
+  } finally {
+    removeDir(d);
+  }
 }
 
 // The real archives: nix-store --dump of things made on disk.
