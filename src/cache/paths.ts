@@ -6,7 +6,7 @@ import { fingerprint, formatPublicKey, parseSecretKey, signFingerprint } from ".
 import { isValidStorePathHash } from "../nix/store-path.ts";
 import type { CacheRecord, ObjectView } from "../db/types.ts";
 import { narExtension } from "../store/compression.ts";
-import { openNar, type NarBody } from "../store/nar-reader.ts";
+import { openNar, parseRange, type NarBody } from "../store/nar-reader.ts";
 import { authorize, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 
@@ -58,8 +58,15 @@ export async function narInfo(g: Garret, caller: Caller, cacheName: string, stor
 
 const NAR_FILE = /^([0-9a-df-np-sv-z]{52})(\.nar(?:\.zst|\.br|\.xz)?)$/;
 
-/** Opens a NAR of this cache by its URL file name (`<narhash>.nar.zst`). */
-export async function openCacheNar(g: Garret, caller: Caller, cacheName: string, file: string): Promise<NarBody> {
+export type NarRequest = { kind: "body"; nar: NarBody } | { kind: "unsatisfiable"; size: number };
+
+/**
+ * Opens a NAR of this cache by its URL file name (`<narhash>.nar.zst`), whole or one byte range.
+ * With `headOnly` nothing is read from storage.
+ */
+export async function openCacheNar(
+  g: Garret, caller: Caller, cacheName: string, file: string, rangeHeader: string | null, headOnly = false,
+): Promise<NarRequest | { kind: "head"; size: number }> {
   const cache = await authorize(g, caller, cacheName, "pull");
   const m = NAR_FILE.exec(file);
   if (!m) throw noSuchObject();
@@ -72,9 +79,13 @@ export async function openCacheNar(g: Garret, caller: Caller, cacheName: string,
   // Only NARs this cache references are reachable through it: the global store stays invisible.
   const o = await g.meta.getObjectByNarHash(cache.id, narHash);
   if (!o || narFileName(o) !== file) throw noSuchObject();
+  const size = o.compression === "mixed" ? o.narSize : o.fileSize;
+  if (headOnly) return { kind: "head", size };
+  const range = parseRange(rangeHeader, size);
+  if (range === "invalid") return { kind: "unsatisfiable", size };
   const chunks = await g.meta.narChunks(o.narId);
   try {
-    return await openNar(g.storage, chunks, o.compression);
+    return { kind: "body", nar: await openNar(g.storage, chunks, o.compression, range) };
   } catch {
     throw new GarretError("StorageError", `NAR ${file} could not be read from storage`);
   }

@@ -34,6 +34,8 @@ const bad = (code: "InvalidNarInfo" | "InvalidStorePath", msg: string): GarretEr
 function optionalString(v: unknown, key: string): string | null {
   if (v === undefined || v === null || v === "") return null;
   if (typeof v !== "string") throw bad("InvalidNarInfo", `${key} must be a string`);
+  // These values end up as narinfo lines: a control character could forge extra fields.
+  if (/[\x00-\x1f\x7f]/.test(v) || v.length > 1024) throw bad("InvalidNarInfo", `${key} must be one line of at most 1024 characters`);
   return v;
 }
 

@@ -1,20 +1,33 @@
 import { mkdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { serverConfig, databasePath, storagePath } from "../config.ts";
+import { serverConfig, databasePath, storagePath, type ServerConfig } from "../config.ts";
+import { UsageError } from "./errors.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
 import { LocalStorage } from "../store/local.ts";
 import { TokenAuthority } from "../auth/token.ts";
 import { loadOrCreateTokenSecret } from "../auth/secret.ts";
-import { parseListen, startServer } from "../server/serve.ts";
+import { parseListen, startServer, type ListenAddress } from "../server/serve.ts";
 import type { Garret } from "../cache/context.ts";
 
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { listen: { type: "string" }, data: { type: "string" }, "public-url": { type: "string" } },
+    options: {
+      listen: { type: "string" }, data: { type: "string" }, "public-url": { type: "string" },
+      compression: { type: "string" }, "compression-level": { type: "string" },
+    },
   });
-  const config = serverConfig({ listen: values.listen, data: values.data, publicUrl: values["public-url"] });
-  const listen = parseListen(config.listen);
+  let config: ServerConfig;
+  let listen: ListenAddress;
+  try {
+    config = serverConfig({
+      listen: values.listen, data: values.data, publicUrl: values["public-url"],
+      compression: values.compression, compressionLevel: values["compression-level"],
+    });
+    listen = parseListen(config.listen);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = new LocalStorage(storagePath(config.dataDir));
   await storage.init();

@@ -1,7 +1,7 @@
 import { Database, type Statement } from "bun:sqlite";
 import { MIGRATIONS } from "./migrations.ts";
 import type {
-  CachePatch, CacheRecord, ChunkLocation, Compression, MetaStore, NarRecord, NewCache,
+  CachePatch, CacheRecord, ChunkLocation, Compression, IndexedChunk, MetaStore, NarRecord, NewCache,
   ObjectView, UploadCommit,
 } from "./types.ts";
 
@@ -85,7 +85,9 @@ export class SqliteMetaStore implements MetaStore {
       getObjectByNar: q(`${OBJECT_SELECT} WHERE o.cache_id = ? AND n.nar_hash = ? LIMIT 1`),
       updateSig: q("UPDATE objects SET server_sig = ?, server_sig_key = ? WHERE cache_id = ? AND store_path_hash = ?"),
       touch: q("UPDATE objects SET last_accessed_at = ? WHERE cache_id = ? AND store_path_hash = ?"),
-      findChunk: q("SELECT id, chunk_size AS size FROM chunks WHERE chunk_hash = ? AND state = 'valid'"),
+      findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
+          c.stored_size AS storedSize
+        FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ? AND c.state = 'valid'`),
       chunkIdByHash: q("SELECT id FROM chunks WHERE chunk_hash = ?"),
       findNar: q("SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = ?"),
       narChunks: q(`SELECT c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id,
@@ -97,7 +99,10 @@ export class SqliteMetaStore implements MetaStore {
       sealPack: q("UPDATE packs SET state = 'valid', size = ? WHERE id = ?"),
       insertChunk: q(`INSERT INTO chunks (chunk_hash, chunk_size, compression, pack_id, pack_offset,
           stored_size, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'valid', ?)
-        ON CONFLICT (chunk_hash) DO NOTHING`),
+        ON CONFLICT (chunk_hash) DO UPDATE SET compression = excluded.compression,
+          pack_id = excluded.pack_id, pack_offset = excluded.pack_offset,
+          stored_size = excluded.stored_size, state = 'valid'
+        WHERE chunks.state != 'valid' OR ?8`),
       insertNar: q(`INSERT INTO nars (nar_hash, nar_size, num_chunks, file_size, compression, state, created_at)
         VALUES (?, ?, ?, 0, 'none', 'valid', ?)`),
       summariseNar: q(`UPDATE nars SET
@@ -185,8 +190,8 @@ export class SqliteMetaStore implements MetaStore {
     })();
   }
 
-  async findChunk(hash: string): Promise<{ id: number; size: number } | null> {
-    return (this.stmt.findChunk!.get(hash) as { id: number; size: number } | null) ?? null;
+  async findChunk(hash: string): Promise<IndexedChunk | null> {
+    return (this.stmt.findChunk!.get(hash) as IndexedChunk | null) ?? null;
   }
 
   async findNar(narHash: string): Promise<NarRecord | null> {
@@ -220,7 +225,9 @@ export class SqliteMetaStore implements MetaStore {
     return this.db.transaction(() => {
       for (const p of c.packs) this.stmt.sealPack!.run(p.size, p.id);
       for (const ch of c.newChunks) {
-        this.stmt.insertChunk!.run(ch.hash, ch.size, ch.compression, ch.packId, ch.offset, ch.storedSize, t);
+        // A concurrent upload may have indexed the same chunk first: keep its copy, unless ours
+        // heals an entry whose bytes were lost.
+        this.stmt.insertChunk!.run(ch.hash, ch.size, ch.compression, ch.packId, ch.offset, ch.storedSize, t, ch.heals ? 1 : 0);
       }
       const existing = this.stmt.findNar!.get(c.narHash) as { id: number } | null;
       let narId: number;

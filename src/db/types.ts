@@ -56,6 +56,17 @@ export interface NewChunk {
   packId: number;
   offset: number;
   storedSize: number;
+  /** The index already had this chunk but its bytes were missing: point the index here instead. */
+  heals: boolean;
+}
+
+/** An indexed chunk, as the upload pipeline sees it when deciding whether to store it again. */
+export interface IndexedChunk {
+  id: number;
+  size: number;
+  packKey: string;
+  offset: number;
+  storedSize: number;
 }
 
 export interface ObjectMeta {
@@ -122,7 +133,8 @@ export interface MetaStore {
   updateServerSig(cacheId: number, storePathHash: string, sig: string, key: string): Promise<void>;
   touchObjects(cacheId: number, storePathHashes: string[], at: number): Promise<void>;
 
-  findChunk(hash: string): Promise<{ id: number; size: number } | null>;
+  /** A valid chunk with this hash, or null (absent, or marked damaged). */
+  findChunk(hash: string): Promise<IndexedChunk | null>;
   findNar(narHash: string): Promise<NarRecord | null>;
   narChunks(narId: number): Promise<ChunkLocation[]>;
 

@@ -6,6 +6,7 @@ import { cacheConfigView, configureCache, createCache, destroyCache } from "../c
 import { missingPaths, narInfo, nixCacheInfo, openCacheNar } from "../cache/paths.ts";
 import { uploadPath } from "../cache/upload.ts";
 import { callerOf } from "./auth.ts";
+import { HEAD_MARKER } from "./head.ts";
 import { jsonBody, splitPreamble } from "./body.ts";
 
 export function errorResponse(code: number, error: string, message: string): Response {
@@ -89,13 +90,28 @@ export function buildApp(g: Garret) {
       return text(body, "text/x-nix-narinfo");
     })
     .get("/:cache/nar/:file", async ({ request, params }) => {
-      const nar = await openCacheNar(g, await callerOf(g, request), params.cache, params.file);
-      const headers = { "content-type": "application/x-nix-nar", "content-length": String(nar.size) };
-      if (request.method === "HEAD") {
-        await nar.stream.cancel();
-        return new Response(null, { headers });
+      const head = request.headers.has(HEAD_MARKER);
+      const answer = await openCacheNar(g, await callerOf(g, request), params.cache, params.file,
+        request.headers.get("range"), head);
+      const base = { "content-type": "application/x-nix-nar", "accept-ranges": "bytes" };
+      if (answer.kind === "head") {
+        return new Response(null, { headers: { ...base, "content-length": String(answer.size) } });
       }
-      return new Response(nar.stream, { headers });
+      if (answer.kind === "unsatisfiable") {
+        return new Response(null, { status: 416, headers: { ...base, "content-range": `bytes */${answer.size}` } });
+      }
+      const { nar } = answer;
+      if (!nar.range) {
+        return new Response(nar.stream, { headers: { ...base, "content-length": String(nar.size) } });
+      }
+      return new Response(nar.stream, {
+        status: 206,
+        headers: {
+          ...base,
+          "content-length": String(nar.range.end - nar.range.start + 1),
+          "content-range": `bytes ${nar.range.start}-${nar.range.end}/${nar.size}`,
+        },
+      });
     });
 }
 

@@ -1,10 +1,23 @@
 import type { Server } from "bun";
 import type { Garret } from "../cache/context.ts";
-import { buildApp } from "./app.ts";
+import { buildApp, type GarretApp } from "./app.ts";
+import { HEAD_MARKER } from "./head.ts";
 
 export interface ListenAddress {
   hostname: string;
   port: number;
+}
+
+/**
+ * HEAD runs the GET route and drops the body. Elysia's own HEAD path loses Content-Length, which
+ * Nix and curl use to learn a NAR's size, so it is done here.
+ */
+async function handleHead(app: GarretApp, request: Request): Promise<Response> {
+  const headers = new Headers(request.headers);
+  headers.set(HEAD_MARKER, "1");
+  const res = await app.handle(new Request(request.url, { method: "GET", headers }));
+  await res.body?.cancel();
+  return new Response(null, { status: res.status, headers: res.headers });
 }
 
 export function parseListen(value: string): ListenAddress {
@@ -28,7 +41,9 @@ export function startServer(g: Garret, listen: ListenAddress, log: (line: string
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     async fetch(request) {
       const started = performance.now();
-      const response = await app.handle(request);
+      // Only this wrapper may set the HEAD marker.
+      if (request.headers.has(HEAD_MARKER)) request.headers.delete(HEAD_MARKER);
+      const response = request.method === "HEAD" ? await handleHead(app, request) : await app.handle(request);
       const url = new URL(request.url);
       const ms = (performance.now() - started).toFixed(1);
       log(`${request.method} ${url.pathname} ${response.status} ${ms}ms`);

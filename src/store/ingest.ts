@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Chunker, type ChunkerOptions } from "./chunker.ts";
 import { compressChunk } from "./compression.ts";
 import type { Storage, StorageWriter } from "./storage.ts";
-import type { Compression, MetaStore, NewChunk } from "../db/types.ts";
+import type { Compression, IndexedChunk, MetaStore, NewChunk } from "../db/types.ts";
 import { NarValidator } from "../nix/nar.ts";
 import { NixFormatError } from "../nix/errors.ts";
 
@@ -99,6 +99,27 @@ class PackSink {
 }
 
 /**
+ * Whether the pack an indexed chunk points at still holds its bytes. One size lookup per pack per
+ * upload: cheap, and it lets a re-upload heal chunks whose pack was lost instead of trusting the
+ * index. (Bytes damaged in place are found by fsck, which marks chunks damaged.)
+ */
+class PackHealth {
+  private readonly sizes = new Map<string, Promise<number | null>>();
+
+  constructor(private readonly storage: Storage) {}
+
+  async holds(c: IndexedChunk): Promise<boolean> {
+    let size = this.sizes.get(c.packKey);
+    if (!size) {
+      size = this.storage.size(c.packKey);
+      this.sizes.set(c.packKey, size);
+    }
+    const s = await size;
+    return s !== null && s >= c.offset + c.storedSize;
+  }
+}
+
+/**
  * The one upload pipeline: body → NAR sha256 + size + structure check → chunker → per chunk:
  * sha256, skip if stored, else compress (in a small window of parallel jobs) and append to this
  * upload's pack. Memory holds at most `compressionWindow` chunks plus one read buffer; awaiting
@@ -123,7 +144,7 @@ export async function ingestNar(
   const chunkHashes: string[] = [];
   const newChunks: NewChunk[] = [];
   const seenInUpload = new Set<string>();
-  const inflight: { hash: string; size: number; compressed: Promise<Uint8Array> }[] = [];
+  const inflight: { hash: string; size: number; heals: boolean; compressed: Promise<Uint8Array> }[] = [];
   let narSize = 0;
   let dedupBytes = 0;
   let storedBytes = 0;
@@ -132,21 +153,32 @@ export async function ingestNar(
     const job = inflight.shift()!;
     const data = await job.compressed;
     const { packId, offset } = await sink.append(data);
-    newChunks.push({ hash: job.hash, size: job.size, compression: opts.compression, packId, offset, storedSize: data.length });
+    newChunks.push({
+      hash: job.hash, size: job.size, compression: opts.compression, packId, offset, storedSize: data.length, heals: job.heals,
+    });
     storedBytes += data.length;
   };
 
+  const packHealth = new PackHealth(deps.storage);
   const handleChunk = async (chunk: Uint8Array): Promise<void> => {
     const hash = sha256Hex(chunk);
     chunkHashes.push(hash);
-    if (seenInUpload.has(hash) || (await deps.meta.findChunk(hash))) {
+    if (seenInUpload.has(hash)) {
       dedupBytes += chunk.length;
       return;
     }
     seenInUpload.add(hash);
+    const indexed = await deps.meta.findChunk(hash);
+    if (indexed && (await packHealth.holds(indexed))) {
+      dedupBytes += chunk.length;
+      return;
+    }
     // The chunker's view is only valid until its next call, and compression runs off-thread.
     const copy = chunk.slice();
-    inflight.push({ hash, size: copy.length, compressed: compressChunk(copy, opts.compression, opts.compressionLevel) });
+    inflight.push({
+      hash, size: copy.length, heals: indexed !== null,
+      compressed: compressChunk(copy, opts.compression, opts.compressionLevel),
+    });
     if (inflight.length >= opts.compressionWindow) await flushOne();
   };
 

@@ -35,36 +35,64 @@ export function planRuns(chunks: ChunkLocation[], maxRunBytes: number): Run[] {
   return runs;
 }
 
+/** An inclusive byte range of the body the client receives. */
+export interface BodyRange {
+  start: number;
+  end: number;
+}
+
 export interface NarBody {
   /** What the client receives: the stored frames as they are, or plain NAR bytes when mixed. */
   compression: Compression;
+  /** Length of the whole body (not of the range). */
   size: number;
+  range: BodyRange | null;
   stream: ReadableStream<Uint8Array>;
 }
 
 /**
- * Streams a NAR from its chunks. Stored chunks are sent as they are when they share one
- * compression (concatenated zstd frames are one valid zstd stream); a NAR whose chunks were stored
- * with different compressions is decompressed and sent plain. The first read happens before this
- * returns, so a missing pack becomes an error before any header is sent; a later failure aborts
- * the stream, which with Content-Length set makes the client see a truncated, failed transfer.
+ * Streams a NAR (or a byte range of it) from its chunks. Stored chunks are sent as they are when
+ * they share one compression (concatenated zstd frames are one valid zstd stream); a NAR whose
+ * chunks were stored with different compressions is decompressed and sent plain. The first read
+ * happens before this returns, so a missing pack becomes an error before any header is sent; a
+ * later failure errors the stream, which with Content-Length set makes the client see a failed,
+ * truncated transfer rather than a short 200.
  */
 export async function openNar(
-  storage: Storage, chunks: ChunkLocation[], stored: Compression | "mixed", opts: NarReadOptions = DEFAULT_NAR_READ,
+  storage: Storage, chunks: ChunkLocation[], stored: Compression | "mixed",
+  range: BodyRange | null = null, opts: NarReadOptions = DEFAULT_NAR_READ,
 ): Promise<NarBody> {
   const plain = stored === "mixed";
-  const runs = planRuns(chunks, opts.maxRunBytes);
-  const size = plain ? chunks.reduce((n, c) => n + c.size, 0) : chunks.reduce((n, c) => n + c.storedSize, 0);
+  const outLen = (c: ChunkLocation): number => (plain ? c.size : c.storedSize);
+  const size = chunks.reduce((n, c) => n + outLen(c), 0);
+
+  // Keep only the chunks overlapping the range, and note how much to trim at both ends.
+  let selected = chunks;
+  let skipHead = 0;
+  let remaining = size;
+  if (range) {
+    selected = [];
+    let pos = 0;
+    for (const c of chunks) {
+      const len = outLen(c);
+      if (pos + len > range.start && pos <= range.end) {
+        if (selected.length === 0) skipHead = range.start - pos;
+        selected.push(c);
+      }
+      pos += len;
+    }
+    remaining = range.end - range.start + 1;
+  }
+  const runs = planRuns(selected, opts.maxRunBytes);
 
   const fetchRun = async (run: Run): Promise<Uint8Array> => {
     const bytes = await storage.read(run.packKey, { offset: run.offset, length: run.length });
     if (bytes.length !== run.length) throw new Error(`pack ${run.packKey} returned a short read`);
     if (!plain) return bytes;
-    const parts = run.chunks.map((c) => {
+    return Buffer.concat(run.chunks.map((c) => {
       const start = c.offset - run.offset;
       return decompressChunk(bytes.subarray(start, start + c.storedSize), c.compression);
-    });
-    return Buffer.concat(parts);
+    }));
   };
 
   let next = 0;
@@ -72,28 +100,51 @@ export async function openNar(
   const fill = (): void => {
     while (ahead.length < opts.prefetch && next < runs.length) {
       const p = fetchRun(runs[next++]!);
-      p.catch(() => {}); // observed when its turn comes; avoid an unhandled rejection meanwhile
+      p.catch(() => {}); // observed when its turn comes; avoids an unhandled rejection meanwhile
       ahead.push(p);
     }
   };
   fill();
-  const first = ahead.length > 0 ? await ahead[0] : null;
+  if (ahead.length > 0) await ahead[0];
 
-  let sentFirst = false;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (ahead.length === 0) return controller.close();
-      const p = ahead.shift()!;
-      const data = sentFirst ? await p : first!;
-      sentFirst = true;
+      const p = ahead.shift();
+      if (!p || remaining <= 0) return controller.close();
+      let data = await p;
       fill();
+      if (skipHead > 0) {
+        data = data.subarray(skipHead);
+        skipHead = 0;
+      }
+      if (data.length > remaining) data = data.subarray(0, remaining);
+      remaining -= data.length;
       controller.enqueue(data);
-      if (ahead.length === 0) controller.close();
+      if (remaining <= 0 || (ahead.length === 0 && next >= runs.length)) controller.close();
     },
     cancel() {
       ahead.length = 0;
       next = runs.length;
     },
   }, { highWaterMark: 0 });
-  return { compression: plain ? "none" : stored, size, stream };
+  return { compression: plain ? "none" : stored, size, range, stream };
+}
+
+/** Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range; null when absent or unsatisfiable. */
+export function parseRange(header: string | null, size: number): BodyRange | null | "invalid" {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === "" && m[2] === "")) return "invalid";
+  let start: number;
+  let end: number;
+  if (m[1] === "") {
+    const n = Number(m[2]);
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start > end || start >= size) return "invalid";
+  return { start, end };
 }

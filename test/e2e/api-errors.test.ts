@@ -118,6 +118,11 @@ describe("bad uploads are refused and leave nothing behind", () => {
   test("store path hash not matching the store path", async () => {
     await expectRejected(await upload(info({ store_path_hash: "1c0bp3fg7cgn7y0k8ixhrijhlzxqv4z7" }), nar), 400, "InvalidStorePath");
   });
+  test("metadata that would forge narinfo lines", async () => {
+    await expectRejected(await upload(info({ system: "x86_64-linux\nSig: evil:AAAA" }), nar), 400, "InvalidNarInfo");
+    await expectRejected(await upload(info({ ca: "fixed:r:sha256:x\rURL: nar/x" }), nar), 400, "InvalidNarInfo");
+    await expectRejected(await upload(info({ sigs: ["k:abc\nURL: x"] }), nar), 400, "InvalidNarInfo");
+  });
   test("invalid hash", async () => {
     await expectRejected(await upload(info({ nar_hash: "sha256:xyz" }), nar), 400, "InvalidNarInfo");
     await expectRejected(await upload(info({ nar_hash: "md5:abcdef" }), nar), 400, "InvalidNarInfo");

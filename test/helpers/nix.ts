@@ -42,6 +42,9 @@ export const NIX_OPTS = [
   "--option", "narinfo-cache-positive-ttl", "0",
 ];
 
+/** Builds run locally: no substituters, so nothing waits on the (unreachable) network. */
+export const BUILD_OPTS = [...NIX_OPTS, "--option", "substituters", ""];
+
 /**
  * Builds a closure with unique content from a local expression: `top` references `dep`, and an
  * optional `big` file of `bigBytes` pseudo-random bytes lives in dep. No nixpkgs needed.
@@ -58,7 +61,7 @@ export function buildClosure(tag: string, opts: { bigBytes?: number } = {}): { t
     in sh { name = "garret-top-${tag}"; script = "echo ${tag} \${dep} > $out"; }
   `;
   writeFileSync(join(dir, "default.nix"), expr);
-  const top = runOk(["nix-build", ...NIX_OPTS, "--no-out-link", join(dir, "default.nix")]).trim();
+  const top = runOk(["nix-build", ...BUILD_OPTS, "--no-out-link", join(dir, "default.nix")]).trim();
   const refs = runOk(["nix-store", "-q", "--references", top]).trim().split("\n").filter(Boolean);
   const dep = refs.find((r) => r.includes("garret-dep-"));
   if (!dep) throw new Error(`built ${top} without its dependency`);
@@ -75,4 +78,27 @@ export function deleteFromStore(...paths: string[]): void {
 
 export function uniqueTag(): string {
   return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Builds a Nix expression (a file's text) and returns its output path. */
+export function buildExpr(expr: string): string {
+  const dir = tempDir("garret-expr-");
+  writeFileSync(join(dir, "default.nix"), expr);
+  return runOk(["nix-build", ...BUILD_OPTS, "--no-out-link", join(dir, "default.nix")]).trim();
+}
+
+/** A derivation helper usable inside expressions given to buildExpr. */
+export const SH = `sh = name: script: derivation { inherit name; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" script ]; };`;
+
+/** Realises `path` with only this substituter and key; returns the result instead of throwing. */
+export function substitute(substituter: string, publicKey: string, path: string, netrc?: string): RunResult {
+  return run(["nix-store", ...NIX_OPTS, "--option", "substituters", substituter,
+    "--option", "trusted-public-keys", publicKey, ...(netrc ? ["--option", "netrc-file", netrc] : []), "-r", path]);
+}
+
+/** The closure of a path, deleted from the local store (referrers first). */
+export function deleteClosure(top: string): string[] {
+  const closure = runOk(["nix-store", "-qR", top]).trim().split("\n").filter(Boolean);
+  runOk(["nix-store", "--delete", ...closure]);
+  return closure;
 }
