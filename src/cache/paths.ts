@@ -5,7 +5,7 @@ import { renderNarInfo } from "../nix/narinfo.ts";
 import { fingerprint, formatPublicKey, parseSecretKey, signFingerprint } from "../nix/signing.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
 import type { CacheRecord, ObjectView } from "../db/types.ts";
-import { narExtension } from "../store/compression.ts";
+import { narExtension, servedCompression } from "../store/compression.ts";
 import { openNar, parseRange, type NarBody } from "../store/nar-reader.ts";
 import { authorize, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
@@ -17,8 +17,12 @@ export function nixCacheInfo(cache: CacheRecord): string {
 }
 
 function narFileName(o: ObjectView): string {
-  const compression = o.compression === "mixed" ? "none" : o.compression;
-  return `${encodeBase32(Buffer.from(o.narHash, "hex"))}${narExtension(compression)}`;
+  return `${encodeBase32(Buffer.from(o.narHash, "hex"))}${narExtension(servedCompression(o.compression))}`;
+}
+
+/** Size of the body a client downloads: the stored frames, or the plain NAR when transcoded. */
+function servedSize(o: ObjectView): number {
+  return servedCompression(o.compression) === o.compression ? o.fileSize : o.narSize;
 }
 
 /** Signature by the cache's current key; stored at upload, remade only after a key change. */
@@ -44,8 +48,8 @@ export async function narInfo(g: Garret, caller: Caller, cacheName: string, stor
   return renderNarInfo({
     storePath: o.storePath,
     url: `nar/${narFileName(o)}`,
-    compression: o.compression === "mixed" ? "none" : o.compression,
-    fileSize: o.compression === "mixed" ? undefined : o.fileSize,
+    compression: servedCompression(o.compression),
+    fileSize: servedSize(o),
     narHash: formatNixBase32(Buffer.from(o.narHash, "hex")),
     narSize: o.narSize,
     references: o.references,
@@ -79,7 +83,7 @@ export async function openCacheNar(
   // Only NARs this cache references are reachable through it: the global store stays invisible.
   const o = await g.meta.getObjectByNarHash(cache.id, narHash);
   if (!o || narFileName(o) !== file) throw noSuchObject();
-  const size = o.compression === "mixed" ? o.narSize : o.fileSize;
+  const size = servedSize(o);
   if (headOnly) return { kind: "head", size };
   const range = parseRange(rangeHeader, size);
   if (range === "invalid") return { kind: "unsatisfiable", size };

@@ -4,6 +4,15 @@ import type { Compression } from "../db/types.ts";
 
 export const COMPRESSIONS: readonly Compression[] = ["zstd", "br", "none"];
 
+/**
+ * What a NAR stored with these chunk compressions is served as. Independent zstd frames (and
+ * plain bytes) concatenate into one valid stream, so those are sent as stored; brotli streams do
+ * not, and neither does a NAR mixing compressions, so those are decompressed and sent plain.
+ */
+export function servedCompression(stored: Compression | "mixed"): Compression {
+  return stored === "zstd" || stored === "none" ? stored : "none";
+}
+
 /** File extension Nix clients see for a NAR stored with this compression. */
 export function narExtension(c: Compression): string {
   return { none: ".nar", zstd: ".nar.zst", xz: ".nar.xz", br: ".nar.br" }[c];

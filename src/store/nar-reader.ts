@@ -1,5 +1,5 @@
 import type { ChunkLocation, Compression } from "../db/types.ts";
-import { decompressChunk } from "./compression.ts";
+import { decompressChunk, servedCompression } from "./compression.ts";
 import type { Storage } from "./storage.ts";
 
 /** One ranged read: neighbouring chunks of the same pack, fetched together. */
@@ -51,9 +51,8 @@ export interface NarBody {
 }
 
 /**
- * Streams a NAR (or a byte range of it) from its chunks. Stored chunks are sent as they are when
- * they share one compression (concatenated zstd frames are one valid zstd stream); a NAR whose
- * chunks were stored with different compressions is decompressed and sent plain. The first read
+ * Streams a NAR (or a byte range of it) from its chunks: as stored when the chunks concatenate
+ * into one valid stream, else decompressed and sent plain (see servedCompression). The first read
  * happens before this returns, so a missing pack becomes an error before any header is sent; a
  * later failure errors the stream, which with Content-Length set makes the client see a failed,
  * truncated transfer rather than a short 200.
@@ -62,7 +61,8 @@ export async function openNar(
   storage: Storage, chunks: ChunkLocation[], stored: Compression | "mixed",
   range: BodyRange | null = null, opts: NarReadOptions = DEFAULT_NAR_READ,
 ): Promise<NarBody> {
-  const plain = stored === "mixed";
+  const served = servedCompression(stored);
+  const plain = served !== stored;
   const outLen = (c: ChunkLocation): number => (plain ? c.size : c.storedSize);
   const size = chunks.reduce((n, c) => n + outLen(c), 0);
 
@@ -127,7 +127,7 @@ export async function openNar(
       next = runs.length;
     },
   }, { highWaterMark: 0 });
-  return { compression: plain ? "none" : stored, size, range, stream };
+  return { compression: served, size, range, stream };
 }
 
 /** Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range; null when absent or unsatisfiable. */
