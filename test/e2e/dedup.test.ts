@@ -4,7 +4,7 @@
  * and byte ranges.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { rmSync, writeFileSync } from "node:fs";
+import { rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   buildClosure, buildExpr, deleteClosure, narOf, requireNix, run, SH, substitute, tempDir, uniqueTag,
@@ -165,6 +165,29 @@ describe("serving NARs", () => {
 });
 
 describe("fail closed, then heal", () => {
+  test("a pack that breaks after the first bytes were sent aborts the transfer, never a short 200", async () => {
+    const path = buildExpr(`let ${SH} in sh "midbody-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c ${12 * MiB} /dev/urandom > $out/big"`);
+    await upload("heal", path);
+    const info = await narinfoOf(server.url, "heal", path, token);
+    const db = openDb(server.dataDir);
+    const [pack] = db.query(`SELECT DISTINCT p.storage_key FROM nars n JOIN nar_chunks nc ON nc.nar_id = n.id
+      JOIN chunks c ON c.id = nc.chunk_id JOIN packs p ON p.id = c.pack_id WHERE n.nar_hash = ?`)
+      .all(pathInfo(path).narHash.slice(7)) as { storage_key: string }[];
+    db.close();
+    const file = join(server.dataDir, "storage", pack!.storage_key);
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    const curl = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", `x:${token}`, `${server.url}/heal/${info.URL}`]);
+    expect(curl.stdout).toBe("200");
+    expect(curl.code).not.toBe(0); // the transfer is cut short of Content-Length and curl says so
+
+    // Re-uploading heals exactly the chunks that were lost.
+    await upload("heal", path);
+    expect(danglingChunks(server.dataDir)).toEqual([]);
+    const healed = run(["curl", "-sSf", "-o", "/dev/null", "-w", "%{size_download}", "-u", `x:${token}`, `${server.url}/heal/${info.URL}`]);
+    expect(healed.code).toBe(0);
+    expect(healed.stdout).toBe(info.FileSize!);
+  });
+
   test("a NAR whose pack was deleted fails visibly in curl and Nix; re-uploading heals it", async () => {
     const { top, dep } = buildClosure(uniqueTag(), { bigBytes: 2 * MiB });
     const depNar = narOf(dep);
