@@ -4,7 +4,7 @@
  * with `nix store verify` against the cache.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   buildClosure, deleteFromStore, narOf, NIX_OPTS, requireNix, run, runOk, tempDir, uniqueTag,
@@ -20,7 +20,8 @@ const cache = `e2e-${uniqueTag()}`;
 
 beforeAll(async () => {
   server = await startServer();
-  const token = mintToken(server.dataDir, "--pull", "e2e-*", "--push", "e2e-*", "--create-cache", "e2e-*");
+  const token = mintToken(server.dataDir, "--pull", "e2e-*", "--push", "e2e-*", "--create-cache", "e2e-*",
+    "--configure-cache", "e2e-*", "--destroy-cache", "e2e-*");
   env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
   runOk(garretCmd("login", "local", server.url, token), { env });
   netrc = join(tempDir(), "netrc");
@@ -76,6 +77,24 @@ describe("end to end with stock Nix", () => {
     runOk(["nix-store", ...NIX_OPTS, "--option", "substituters", `${server.url}/${cache}`,
       "--option", "trusted-public-keys", publicKey, "--option", "netrc-file", netrc, "-r", closure.top]);
     for (const p of [closure.top, closure.dep]) expect(narOf(p).equals(narBefore[p]!)).toBe(true);
+  });
+
+  test("configure makes the cache public; destroy removes it", async () => {
+    const anon = () => fetch(`${server.url}/${cache}/${closure.top.slice(11, 43)}.narinfo`);
+    expect((await anon()).status).toBe(404);
+    runOk(garretCmd("cache", "configure", `local:${cache}`, "--public", "--priority", "30"), { env });
+    expect((await anon()).status).toBe(200);
+    expect(await (await fetch(`${server.url}/${cache}/nix-cache-info`)).text()).toContain("Priority: 30");
+    const tmp = `e2e-tmp-${uniqueTag()}`;
+    runOk(garretCmd("cache", "create", `local:${tmp}`), { env });
+    runOk(garretCmd("cache", "destroy", `local:${tmp}`), { env });
+    const gone = run(garretCmd("cache", "info", `local:${tmp}`), { env });
+    expect(gone.code).toBe(1);
+    expect(gone.stderr.trim()).toBe("error: The requested cache does not exist. (NoSuchCache)");
+  });
+
+  test("the token secret is private to the server user", () => {
+    expect(statSync(join(server.dataDir, "token-secret")).mode & 0o777).toBe(0o600);
   });
 
   test("substitution refuses a cache signed by an untrusted key", () => {
