@@ -30,16 +30,17 @@ function denied(caller: Caller): GarretError {
 }
 
 /**
- * Loads a cache for an operation that needs `need`. A caller with no permission at all on a
+ * Loads a cache for an operation that needs `need` ("any": reading its public settings, which
+ * Attic's client does before a push with a push-only token). A caller with no permission at all on a
  * private cache gets exactly the answer for a missing cache; one who can see it but lacks `need`
  * learns only that they are not allowed.
  */
-export async function authorize(g: Garret, caller: Caller, name: string, need: keyof Permission): Promise<CacheRecord> {
+export async function authorize(g: Garret, caller: Caller, name: string, need: keyof Permission | "any"): Promise<CacheRecord> {
   assertCacheName(name);
   const cache = await g.meta.getCache(name);
   const perm = effectivePermission(caller, cache, name);
   if (!cache || !hasAny(perm)) throw noSuchCache();
-  if (!perm[need]) throw denied(caller);
+  if (need !== "any" && !perm[need]) throw denied(caller);
   return cache;
 }
 

@@ -58,7 +58,7 @@ export function buildApp(g: Garret) {
       return Response.json(await uploadPath(g, caller, info, body, encoding));
     })
     .get("/_api/v1/cache-config/:cache", async ({ request, params }) => {
-      const cache = await authorize(g, await callerOf(g, request), params.cache, "pull");
+      const cache = await authorize(g, await callerOf(g, request), params.cache, "any");
       return Response.json(cacheConfigView(g, cache));
     })
     .post("/_api/v1/cache-config/:cache", async ({ request, params }) => {
@@ -80,7 +80,7 @@ export function buildApp(g: Garret) {
       return text(nixCacheInfo(cache), "text/x-nix-cache-info");
     })
     .get("/:cache/attic-cache-info", async ({ request, params }) => {
-      const cache = await authorize(g, await callerOf(g, request), params.cache, "pull");
+      const cache = await authorize(g, await callerOf(g, request), params.cache, "any");
       return Response.json(cacheConfigView(g, cache));
     })
     .get("/:cache/:file", async ({ request, params }) => {
