@@ -1,21 +1,31 @@
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { parse as parseToml } from "smol-toml";
 import { DEFAULT_CHUNKING } from "./store/chunker.ts";
 import { DEFAULT_INGEST, type IngestOptions } from "./store/ingest.ts";
 import { COMPRESSIONS } from "./store/compression.ts";
+import { DEFAULT_PART_SIZE, type S3Settings } from "./store/s3.ts";
 import type { Compression } from "./db/types.ts";
 
-/** Server settings. Flags win over GARRET_* environment variables, which win over defaults. */
+export type StorageConfig = { type: "local"; path: string } | ({ type: "s3" } & S3Settings);
+
+/** Server settings. Precedence: flags > GARRET_* environment > config file > defaults. */
 export interface ServerConfig {
   listen: string;
   dataDir: string;
   publicUrl: string | null;
+  storage: StorageConfig;
   ingest: IngestOptions;
+  /** The file the settings came from, if any. */
+  configFile: string | null;
 }
 
 export const DEFAULT_LISTEN = "127.0.0.1:8080";
 export const DEFAULT_DATA_DIR = "./garret-data";
+export const DEFAULT_CONFIG_FILE = "./garret.toml";
 
 export interface ServerFlags {
+  config?: string;
   listen?: string;
   data?: string;
   publicUrl?: string;
@@ -26,36 +36,127 @@ export interface ServerFlags {
 /** A setting with a bad value: names the key and the problem in one line. */
 export class ConfigError extends Error {}
 
-function parseCompression(value: string): Compression {
-  if (!(COMPRESSIONS as readonly string[]).includes(value)) {
-    throw new ConfigError(`compression: must be one of ${COMPRESSIONS.join(", ")}, got ${JSON.stringify(value)}`);
+type Table = Record<string, unknown>;
+
+/** Reads one setting: the flag, else the environment variable, else the file's key. */
+class Settings {
+  constructor(private readonly file: Table, private readonly env: NodeJS.ProcessEnv) {}
+
+  private fromFile(key: string): unknown {
+    let node: unknown = this.file;
+    for (const part of key.split(".")) node = (node as Table | undefined)?.[part];
+    return node;
   }
-  return value as Compression;
+
+  string(key: string, envName: string, flag?: string): string | undefined {
+    if (flag !== undefined) return flag;
+    const e = this.env[envName];
+    if (e !== undefined && e !== "") return e;
+    const v = this.fromFile(key);
+    if (v === undefined) return undefined;
+    if (typeof v !== "string") throw new ConfigError(`${key}: must be a string`);
+    return v;
+  }
+
+  number(key: string, envName: string, flag?: string): number | undefined {
+    const raw = flag ?? this.env[envName] ?? this.fromFile(key);
+    if (raw === undefined || raw === "") return undefined;
+    const n = typeof raw === "number" ? raw : Number(raw);
+    if (!Number.isFinite(n)) throw new ConfigError(`${key}: must be a number, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+
+  bool(key: string, envName: string): boolean | undefined {
+    const e = this.env[envName];
+    if (e !== undefined && e !== "") {
+      if (/^(1|true|yes)$/i.test(e)) return true;
+      if (/^(0|false|no)$/i.test(e)) return false;
+      throw new ConfigError(`${key}: ${envName} must be true or false`);
+    }
+    const v = this.fromFile(key);
+    if (v === undefined) return undefined;
+    if (typeof v !== "boolean") throw new ConfigError(`${key}: must be true or false`);
+    return v;
+  }
 }
 
-function parseLevel(value: string, compression: Compression): number {
-  const n = Number(value);
+function readConfigFile(path: string | null): Table {
+  if (!path) return {};
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : (err as Error).message}`);
+  }
+  try {
+    return parseToml(text) as Table;
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: invalid TOML: ${(err as Error).message.split("\n")[0]}`);
+  }
+}
+
+function compressionSettings(s: Settings, flags: ServerFlags): Pick<IngestOptions, "compression" | "compressionLevel"> {
+  const value = s.string("compression.type", "GARRET_COMPRESSION", flags.compression) ?? DEFAULT_INGEST.compression;
+  if (!(COMPRESSIONS as readonly string[]).includes(value)) {
+    throw new ConfigError(`compression.type: must be one of ${COMPRESSIONS.join(", ")}, got ${JSON.stringify(value)}`);
+  }
+  const compression = value as Compression;
   const max = compression === "br" ? 11 : 19;
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(`compression-level: must be an integer 1..${max} for ${compression}`);
-  return n;
+  const level = s.number("compression.level", "GARRET_COMPRESSION_LEVEL", flags.compressionLevel)
+    ?? (compression === "br" ? 5 : DEFAULT_INGEST.compressionLevel);
+  if (!Number.isInteger(level) || level < 1 || level > max) {
+    throw new ConfigError(`compression.level: must be an integer 1..${max} for ${compression}`);
+  }
+  return { compression, compressionLevel: level };
+}
+
+function storageSettings(s: Settings, dataDir: string): StorageConfig {
+  const type = s.string("storage.type", "GARRET_STORAGE_TYPE") ?? "local";
+  if (type === "local") {
+    return { type, path: resolve(s.string("storage.path", "GARRET_STORAGE_PATH") ?? join(dataDir, "storage")) };
+  }
+  if (type !== "s3") throw new ConfigError(`storage.type: must be "local" or "s3", got ${JSON.stringify(type)}`);
+  const bucket = s.string("storage.bucket", "GARRET_S3_BUCKET");
+  if (!bucket) throw new ConfigError('storage.bucket: required when storage.type = "s3"');
+  const endpoint = s.string("storage.endpoint", "GARRET_S3_ENDPOINT");
+  if (endpoint !== undefined && !/^https?:\/\/[^\s]+$/.test(endpoint)) {
+    throw new ConfigError(`storage.endpoint: must be an http(s) URL, got ${JSON.stringify(endpoint)}`);
+  }
+  const prefix = s.string("storage.prefix", "GARRET_S3_PREFIX") ?? "";
+  if (prefix !== "" && !/^[A-Za-z0-9_.\-/]+\/$/.test(prefix)) throw new ConfigError('storage.prefix: must end with "/" and use A-Z a-z 0-9 _ . - /');
+  const accessKeyId = s.string("storage.access-key-id", "GARRET_S3_ACCESS_KEY_ID");
+  const secretAccessKey = s.string("storage.secret-access-key", "GARRET_S3_SECRET_ACCESS_KEY");
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new ConfigError("storage.access-key-id: set both access-key-id and secret-access-key, or neither (then AWS_* variables are used)");
+  }
+  return {
+    type, bucket, endpoint, prefix, accessKeyId, secretAccessKey,
+    region: s.string("storage.region", "GARRET_S3_REGION") ?? process.env.AWS_REGION ?? "us-east-1",
+    forcePathStyle: s.bool("storage.force-path-style", "GARRET_S3_FORCE_PATH_STYLE") ?? endpoint !== undefined,
+    partSize: DEFAULT_PART_SIZE,
+    maxAttempts: s.number("storage.max-attempts", "GARRET_S3_MAX_ATTEMPTS") ?? 5,
+  };
+}
+
+/** Which config file applies: --config, GARRET_CONFIG, ./garret.toml when present, else none. */
+export function configFilePath(flag: string | undefined, env = process.env): string | null {
+  const explicit = flag ?? (env.GARRET_CONFIG || undefined);
+  if (explicit) return resolve(explicit);
+  return existsSync(DEFAULT_CONFIG_FILE) ? resolve(DEFAULT_CONFIG_FILE) : null;
 }
 
 export function serverConfig(flags: ServerFlags, env = process.env): ServerConfig {
-  const compression = parseCompression(flags.compression ?? env.GARRET_COMPRESSION ?? DEFAULT_INGEST.compression);
-  const level = flags.compressionLevel ?? env.GARRET_COMPRESSION_LEVEL;
-  const defaultLevel = compression === "br" ? 5 : DEFAULT_INGEST.compressionLevel;
+  const configFile = configFilePath(flags.config, env);
+  const s = new Settings(readConfigFile(configFile), env);
+  const dataDir = resolve(s.string("data-dir", "GARRET_DATA", flags.data) ?? DEFAULT_DATA_DIR);
   return {
-    listen: flags.listen ?? env.GARRET_LISTEN ?? DEFAULT_LISTEN,
-    dataDir: resolve(flags.data ?? env.GARRET_DATA ?? DEFAULT_DATA_DIR),
-    publicUrl: flags.publicUrl ?? env.GARRET_PUBLIC_URL ?? null,
-    ingest: {
-      ...DEFAULT_INGEST,
-      chunking: DEFAULT_CHUNKING,
-      compression,
-      compressionLevel: level === undefined ? defaultLevel : parseLevel(level, compression),
-    },
+    listen: s.string("listen", "GARRET_LISTEN", flags.listen) ?? DEFAULT_LISTEN,
+    dataDir,
+    publicUrl: s.string("public-url", "GARRET_PUBLIC_URL", flags.publicUrl) ?? null,
+    storage: storageSettings(s, dataDir),
+    ingest: { ...DEFAULT_INGEST, chunking: DEFAULT_CHUNKING, ...compressionSettings(s, flags) },
+    configFile,
   };
 }
 
 export const databasePath = (dataDir: string): string => join(dataDir, "garret.db");
-export const storagePath = (dataDir: string): string => join(dataDir, "storage");
