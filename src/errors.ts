@@ -39,5 +39,5 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   InvalidNar: 400,
   CacheAlreadyExists: 400,
   UnsupportedEncoding: 415,
-  StorageError: 500,
+  StorageError: 503,
 };

@@ -5,6 +5,7 @@ import { isValidStorePathHash, parseStorePath, parseStorePathBasename } from "..
 import type { CacheRecord } from "../db/types.ts";
 import { decodeContent, isSupportedContentEncoding } from "../store/compression.ts";
 import { discardStaged, ingestNar, UploadRejected } from "../store/ingest.ts";
+import { StorageError } from "../store/storage.ts";
 import { authorize, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { objectFingerprint } from "./paths.ts";
@@ -115,6 +116,7 @@ export async function uploadPath(
       const code = ({ hash: "HashMismatch", size: "SizeMismatch", structure: "InvalidNar" } as const)[err.reason];
       throw new GarretError(code, err.message);
     }
+    if (err instanceof StorageError) throw new GarretError("StorageError", `storage failed, nothing was stored: ${err.message}`);
     throw err;
   }
 

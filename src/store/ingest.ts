@@ -89,10 +89,7 @@ class PackSink {
   async discard(): Promise<void> {
     if (this.writer) await this.writer.abort().catch(() => {});
     const all = [...this.packs, ...(this.current ? [{ ...this.current, size: 0 }] : [])];
-    for (const p of all) {
-      await this.storage.delete(p.key);
-      await this.meta.forgetPack(p.id);
-    }
+    await forgetPacks(this.storage, this.meta, all);
     this.writer = null;
     this.current = null;
   }
@@ -217,10 +214,22 @@ export async function ingestNar(
   };
 }
 
+/**
+ * Deletes packs that will never be committed, then their records. When storage cannot delete
+ * (it may be the very thing that failed), the record stays 'pending' for the collector.
+ */
+async function forgetPacks(storage: Storage, meta: MetaStore, packs: { id: number; key: string }[]): Promise<void> {
+  for (const p of packs) {
+    try {
+      await storage.delete(p.key);
+    } catch {
+      continue;
+    }
+    await meta.forgetPack(p.id);
+  }
+}
+
 /** Deletes the packs of a staged NAR that will not be committed. */
 export async function discardStaged(deps: { storage: Storage; meta: MetaStore }, staged: StagedNar): Promise<void> {
-  for (const p of staged.packs) {
-    await deps.storage.delete(p.key);
-    await deps.meta.forgetPack(p.id);
-  }
+  await forgetPacks(deps.storage, deps.meta, staged.packs);
 }

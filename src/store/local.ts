@@ -75,6 +75,10 @@ export class LocalStorage implements Storage {
   async delete(key: string): Promise<void> {
     await rm(this.pathOf(key), { force: true });
   }
+
+  async deleteMany(keys: string[]): Promise<void> {
+    for (const key of keys) await this.delete(key);
+  }
 }
 
 class LocalWriter implements StorageWriter {

@@ -28,6 +28,8 @@ export interface Storage {
   exists(key: string): Promise<boolean>;
   /** Deleting a missing object is not an error: the goal state is reached. */
   delete(key: string): Promise<void>;
+  /** Deletes many objects in as few requests as the backend allows. */
+  deleteMany(keys: string[]): Promise<void>;
 }
 
 export class StorageError extends Error {}
