@@ -15,16 +15,25 @@ export interface RunResult {
   stderr: string;
 }
 
-export function run(cmd: string[], opts: { env?: Record<string, string>; input?: string; cwd?: string } = {}): RunResult {
+export interface RunOptions {
+  env?: Record<string, string>;
+  input?: string;
+  cwd?: string;
+  /** Milliseconds before the command is killed (it then fails). */
+  timeout?: number;
+}
+
+export function run(cmd: string[], opts: RunOptions = {}): RunResult {
   const proc = Bun.spawnSync(cmd, {
     env: { ...process.env, ...opts.env },
     stdin: opts.input === undefined ? "ignore" : Buffer.from(opts.input),
     cwd: opts.cwd,
+    timeout: opts.timeout,
   });
   return { code: proc.exitCode ?? -1, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
 }
 
-export function runOk(cmd: string[], opts: { env?: Record<string, string>; input?: string; cwd?: string } = {}): string {
+export function runOk(cmd: string[], opts: RunOptions = {}): string {
   const r = run(cmd, opts);
   if (r.code !== 0) throw new Error(`${cmd.join(" ")} failed (${r.code}):\n${r.stderr}${r.stdout}`);
   return r.stdout;
