@@ -1,17 +1,46 @@
 import { ApiClient } from "../client/api.ts";
-import { loadClientConfig } from "../client/config.ts";
+import { ClientConfigError, loadClientConfig } from "../client/config.ts";
+import { TlsConfigError } from "../client/tls.ts";
 import { CliError, UsageError } from "./errors.ts";
 
-/** Resolves `ALIAS:CACHE` (or just `CACHE` with the default server) to an API client. */
-export async function resolveRemote(spec: string | undefined): Promise<{ api: ApiClient; cache: string; alias: string }> {
+/** Flags every command that talks to a server accepts. */
+export const REMOTE_OPTIONS = {
+  "ca-file": { type: "string" },
+} as const;
+
+export interface Remote {
+  api: ApiClient;
+  cache: string;
+  alias: string;
+}
+
+/** Splits `ALIAS:CACHE` (or just `CACHE` with the default server). */
+export function parseTarget(spec: string | undefined, defaultServer?: string): { alias: string; cache: string } {
   if (!spec) throw new UsageError("expected ALIAS:CACHE");
-  const config = await loadClientConfig();
   const colon = spec.indexOf(":");
-  const alias = colon >= 0 ? spec.slice(0, colon) : config.defaultServer;
+  const alias = colon >= 0 ? spec.slice(0, colon) : defaultServer;
   const cache = colon >= 0 ? spec.slice(colon + 1) : spec;
   if (!alias) throw new UsageError(`no server alias in ${JSON.stringify(spec)} and no default server; run garret login first`);
   if (!cache) throw new UsageError(`no cache name in ${JSON.stringify(spec)}`);
+  return { alias, cache };
+}
+
+/** Resolves `ALIAS:CACHE` to an API client for that server. */
+export async function resolveRemote(spec: string | undefined, opts: { caFile?: string } = {}): Promise<Remote> {
+  let config;
+  try {
+    config = await loadClientConfig();
+  } catch (err) {
+    if (err instanceof ClientConfigError) throw new CliError(err.message);
+    throw err;
+  }
+  const { alias, cache } = parseTarget(spec, config.defaultServer);
   const server = config.servers[alias];
   if (!server) throw new CliError(`unknown server alias ${JSON.stringify(alias)}; run: garret login ${alias} URL TOKEN`);
-  return { api: new ApiClient(server), cache, alias };
+  try {
+    return { api: new ApiClient(server, { caFile: opts.caFile }), cache, alias };
+  } catch (err) {
+    if (err instanceof TlsConfigError) throw new CliError(err.message);
+    throw err;
+  }
 }

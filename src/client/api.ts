@@ -1,4 +1,6 @@
 import type { ServerEntry } from "./config.ts";
+import { tlsOptions } from "./tls.ts";
+import { defaultRetryPolicy, withRetry, type RetryPolicy } from "./retry.ts";
 
 /** An error answer from the server, carrying its stable error name. */
 export class ApiError extends Error {
@@ -26,30 +28,70 @@ export interface UploadAnswer {
   frac_deduplicated: number;
 }
 
-/** A thin client for garret's (and Attic's) /_api/v1. */
+export interface ApiClientOptions {
+  /** A PEM file of extra CAs to trust (flag --ca-file); the server entry may name one too. */
+  caFile?: string;
+  /** Backoff for idempotent calls (reads, get-missing-paths). */
+  retry?: RetryPolicy;
+  env?: NodeJS.ProcessEnv;
+}
+
+const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|HOSTNAME|TLS|SSL/i;
+
+/** One readable line for a failed connection, with a hint when it is about trust. */
+export function networkError(base: string, err: unknown, what = `cannot reach ${base}`): ApiError {
+  const e = err as { code?: string; message?: string };
+  const detail = e?.message ?? String(err);
+  const hint = e?.code && TLS_CODES.test(e.code)
+    ? " (for a private CA pass --ca-file FILE, or set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS)"
+    : "";
+  return new ApiError(0, "NetworkError", `${what}: ${detail}${hint}`);
+}
+
+/** A thin client for garret's (and Attic's) /_api/v1, with retries on idempotent calls. */
 export class ApiClient {
   readonly base: string;
+  readonly retry: RetryPolicy;
+  private tls: { ca: string[] } | undefined;
 
-  constructor(private readonly server: ServerEntry) {
+  constructor(private readonly server: ServerEntry, opts: ApiClientOptions = {}) {
     this.base = server.endpoint.replace(/\/+$/, "");
+    this.retry = opts.retry ?? defaultRetryPolicy(opts.env);
+    if (this.base.startsWith("https:")) {
+      this.tls = { ca: tlsOptions([server.caFile, opts.caFile], opts.env).ca };
+    }
+  }
+
+  get token(): string | undefined {
+    return this.server.token;
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
     return this.server.token ? { authorization: `Bearer ${this.server.token}`, ...extra } : extra;
   }
 
-  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** fetch with this client's TLS trust. */
+  fetch(url: string, init: RequestInit & { timeout?: number | boolean } = {}): Promise<Response> {
+    return fetch(url, this.tls ? ({ ...init, tls: this.tls } as RequestInit) : init);
+  }
+
+  private async once<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
-      res = await fetch(`${this.base}${path}`, {
+      res = await this.fetch(`${this.base}${path}`, {
         method,
         headers: this.headers(body === undefined ? {} : { "content-type": "application/json" }),
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
-      throw new ApiError(0, "NetworkError", `cannot reach ${this.base}: ${(err as Error).message}`);
+      throw networkError(this.base, err);
     }
     return parseAnswer<T>(res);
+  }
+
+  private call<T>(method: string, path: string, body?: unknown, retry = method === "GET"): Promise<T> {
+    if (!retry) return this.once<T>(method, path, body);
+    return withRetry(this.retry, () => this.once<T>(method, path, body));
   }
 
   getCache<T>(cache: string): Promise<T> {
@@ -71,33 +113,66 @@ export class ApiClient {
   async missingPaths(cache: string, hashes: string[]): Promise<string[]> {
     const answer = await this.call<{ missing_paths: string[] }>("POST", "/_api/v1/get-missing-paths", {
       cache, store_path_hashes: hashes,
-    });
+    }, true);
     return answer.missing_paths;
   }
 
-  /** Streams a NAR to upload-path with the metadata in the X-Attic-Nar-Info header. */
-  async uploadPath(info: UploadNarInfo, nar: ReadableStream<Uint8Array>): Promise<UploadAnswer> {
+  /**
+   * Streams a NAR to upload-path (one attempt: a stream cannot be replayed). The metadata goes in
+   * X-Attic-Nar-Info, or in a JSON preamble when it is too big for a header (hundreds of
+   * references). No deadline: Bun's idle timer (reset by every byte) is the only limit, so a slow
+   * transfer that still moves is never cut.
+   */
+  async uploadPath(info: UploadNarInfo, nar: ReadableStream<Uint8Array>, opts: { encoding?: string; signal?: AbortSignal } = {}): Promise<UploadAnswer> {
+    const meta = JSON.stringify(info);
+    const headers: Record<string, string> = { "content-type": "application/x-nix-nar" };
+    if (opts.encoding) headers["content-encoding"] = opts.encoding;
+    let body = nar;
+    if (meta.length <= 4096) {
+      headers["x-attic-nar-info"] = meta;
+    } else {
+      const head = new TextEncoder().encode(meta);
+      headers["x-attic-nar-info-preamble-size"] = String(head.length);
+      body = prepend(head, nar);
+    }
     let res: Response;
     try {
-      res = await fetch(`${this.base}/_api/v1/upload-path`, {
-        method: "PUT",
-        headers: this.headers({
-          "content-type": "application/x-nix-nar",
-          "x-attic-nar-info": JSON.stringify(info),
-        }),
-        body: nar,
-        // Uploads may take long; never time out a transfer that is still moving.
-        signal: undefined,
-      });
+      res = await this.fetch(`${this.base}/_api/v1/upload-path`, {
+        method: "PUT", headers: this.headers(headers), body, signal: opts.signal,
+        duplex: "half", // Node needs this for a streamed request body; Bun accepts it
+      } as RequestInit);
     } catch (err) {
-      throw new ApiError(0, "NetworkError", `upload of ${info.store_path} failed: ${(err as Error).message}`);
+      throw networkError(this.base, err, `upload of ${info.store_path} failed`);
     }
     return parseAnswer<UploadAnswer>(res);
   }
 }
 
+function prepend(head: Uint8Array, rest: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = rest.getReader();
+  let sent = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sent) {
+        sent = true;
+        controller.enqueue(head);
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+}
+
 async function parseAnswer<T>(res: Response): Promise<T> {
-  const text = await res.text();
+  let text: string;
+  try {
+    text = await res.text();
+  } catch (err) {
+    throw new ApiError(0, "NetworkError", `the connection broke while reading the answer: ${(err as Error).message}`);
+  }
   let json: unknown = null;
   try {
     json = text ? JSON.parse(text) : null;

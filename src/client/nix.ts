@@ -30,10 +30,23 @@ async function run(cmd: string[]): Promise<string> {
   return out;
 }
 
+// --offline: an invalid path must fail at once, not after asking cache.nixos.org how to build it.
+const PATH_INFO = ["nix", "--extra-experimental-features", "nix-command", "--offline", "path-info", "--json"];
+
+/** Which of these store paths are valid in the local store (resolving symlinks such as ./result). */
+export async function validPaths(paths: string[]): Promise<{ valid: string[]; invalid: string[] }> {
+  if (paths.length === 0) return { valid: [], invalid: [] };
+  const list = JSON.parse(await run([...PATH_INFO, ...paths])) as { path: string; valid?: boolean }[];
+  return {
+    valid: list.filter((p) => p.valid !== false).map((p) => p.path),
+    invalid: list.filter((p) => p.valid === false).map((p) => p.path),
+  };
+}
+
 /** The closure of the given paths (symlinks such as ./result are resolved by Nix). */
 export async function closureOf(paths: string[]): Promise<LocalPathInfo[]> {
   if (paths.length === 0) return [];
-  const out = await run(["nix", "--extra-experimental-features", "nix-command", "path-info", "--recursive", "--json", ...paths]);
+  const out = await run([...PATH_INFO, "--recursive", ...paths]);
   const list = JSON.parse(out) as {
     path: string; narHash: string; narSize: number; references?: string[]; deriver?: string;
     signatures?: string[]; ca?: string; valid?: boolean;
@@ -50,16 +63,22 @@ export async function closureOf(paths: string[]): Promise<LocalPathInfo[]> {
 }
 
 /** Streams the NAR of a path straight from `nix-store --dump`, never touching disk. */
-export function dumpNar(path: string): { stream: ReadableStream<Uint8Array>; done: Promise<void> } {
-  const proc = Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe", stderr: "pipe" });
+export function dumpNar(path: string): { stream: ReadableStream<Uint8Array>; done: Promise<void>; kill(): void } {
+  let proc;
+  try {
+    proc = Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  } catch {
+    throw new NixCommandError("cannot run nix-store: is Nix installed and on PATH?");
+  }
+  const p = proc;
   const done = (async () => {
-    const code = await proc.exited;
+    const [code, err] = await Promise.all([p.exited, new Response(p.stderr).text()]);
     if (code !== 0) {
-      const err = await new Response(proc.stderr).text();
-      throw new NixCommandError(`nix-store --dump ${path} failed: ${err.trim().split("\n").pop() ?? code}`);
+      throw new NixCommandError(`nix-store --dump ${path} failed: ${err.trim().split("\n").pop() || `exit code ${code}`}`);
     }
   })();
-  return { stream: proc.stdout, done };
+  done.catch(() => {}); // awaited by the caller when it matters
+  return { stream: p.stdout, done, kill: () => { if (p.exitCode === null) p.kill("SIGKILL"); } };
 }
 
 /** Orders paths so that every path comes after the paths it references. */

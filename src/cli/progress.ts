@@ -1,0 +1,153 @@
+import cliProgress from "cli-progress";
+import type { PushEvents, PushPlan, PushSummary } from "../client/push.ts";
+import type { LocalPathInfo } from "../client/nix.ts";
+
+export type OutputMode = "tty" | "plain" | "json";
+
+/** Bars only on a terminal that can draw them; plain lines when piped; nothing but JSON with --json. */
+export function outputMode(json: boolean, stream: NodeJS.WriteStream = process.stdout, env = process.env): OutputMode {
+  if (json) return "json";
+  if (stream.isTTY && env.TERM !== "dumb" && !env.GARRET_NO_PROGRESS) return "tty";
+  return "plain";
+}
+
+export function fmtBytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+const nameOf = (path: string): string => path.slice(path.lastIndexOf("/") + 1);
+const shortName = (path: string): string => {
+  const n = nameOf(path);
+  const s = `${n.slice(0, 8)}…${n.slice(33)}`;
+  return s.length > 40 ? `${s.slice(0, 39)}…` : s;
+};
+
+export function planLine(cache: string, p: PushPlan): string {
+  const parts = [`${p.alreadyCached} already cached`];
+  if (p.upstream > 0) parts.push(`${p.upstream} in upstream`);
+  return `Pushing ${p.todo} path${p.todo === 1 ? "" : "s"} to ${cache} (${parts.join(", ")})`;
+}
+
+export function doneLine(s: PushSummary): string {
+  return `Done: ${s.uploaded} uploaded, ${s.deduplicated} deduplicated, ${s.alreadyCached} already cached, `
+    + `${s.upstream} in upstream, ${s.failed} failed (${fmtBytes(s.bytes)} in ${s.seconds.toFixed(1)} s)`;
+}
+
+export interface Reporter {
+  events: Partial<PushEvents>;
+  /** Stops the bars and prints the last line (or the JSON summary). */
+  finish(summary: PushSummary): void;
+  /** Tears the bars down without a summary (the push itself failed). */
+  abort(): void;
+}
+
+/**
+ * What a push prints. TTY: one overall bar (paths, bytes, throughput, ETA) and a bar per active
+ * upload, finished, retried and failed paths logged above the bars. Plain: one line per path, retries
+ * and failures on stderr. JSON: the summary only on stdout, retries and failures on stderr.
+ */
+export function pushReporter(mode: OutputMode, cache: string, out: NodeJS.WriteStream = process.stdout): Reporter {
+  const err = (line: string) => process.stderr.write(`${line}\n`);
+  if (mode !== "tty") {
+    const say = (line: string) => (mode === "plain" ? out.write(`${line}\n`) : undefined);
+    const began = new Map<string, number>();
+    return {
+      events: {
+        plan: (p) => say(planLine(cache, p)),
+        start: (p) => void began.set(p.path, performance.now()),
+        uploaded: (p, a) => {
+          const secs = ((performance.now() - (began.get(p.path) ?? performance.now())) / 1000).toFixed(2);
+          say(`✓ ${p.path} (${fmtBytes(p.narSize)}${a.kind === "Deduplicated" ? ", deduplicated" : ""}, ${secs} s)`);
+        },
+        retry: (p, n, e, ms) => err(`↻ ${p.path}: ${e.message}; retry ${n} in ${(ms / 1000).toFixed(1)} s`),
+        failed: (p, e) => err(`✗ ${p.path}: ${e.message}`),
+      },
+      finish: (s) => (mode === "json" ? out.write(`${JSON.stringify(s)}\n`) : say(doneLine(s))),
+      abort: () => {},
+    };
+  }
+
+  const multibar = new cliProgress.MultiBar({
+    stream: out,
+    hideCursor: true,
+    clearOnComplete: false,
+    autopadding: true,
+    barsize: 24,
+    fps: 8,
+    format: (options, params, payload) => {
+      const bar = options.barCompleteString!.slice(0, Math.round(params.progress * options.barsize!))
+        + options.barIncompleteString!.slice(0, options.barsize! - Math.round(params.progress * options.barsize!));
+      if (payload.kind === "path") return `  ${payload.name.padEnd(40)} ${bar} ${fmtBytes(params.value)}/${fmtBytes(params.total)}`;
+      const secs = Math.max(0.001, (performance.now() - started) / 1000);
+      const rate = bytes / secs;
+      const eta = rate > 0 && params.total > params.value ? `ETA ${fmtEta((params.total - params.value) / rate)}` : "";
+      return `${bar} ${done}/${total} paths | ${fmtBytes(params.value)}/${fmtBytes(params.total)} | ${fmtBytes(rate)}/s ${eta}`;
+    },
+  }, cliProgress.Presets.shades_classic);
+  let started = performance.now();
+  let overall: cliProgress.SingleBar | null = null;
+  let done = 0;
+  let total = 0;
+  let bytes = 0;
+  const active = new Map<string, { bar: cliProgress.SingleBar; sent: number }>();
+  const close = (p: LocalPathInfo) => {
+    const a = active.get(p.path);
+    if (a) {
+      multibar.remove(a.bar);
+      active.delete(p.path);
+    }
+  };
+  return {
+    events: {
+      plan: (p) => {
+        out.write(`${planLine(cache, p)}\n`);
+        started = performance.now();
+        total = p.todo;
+        if (p.todo > 0) overall = multibar.create(p.todoBytes, 0, { kind: "overall" });
+      },
+      start: (p) => {
+        const prev = active.get(p.path);
+        if (prev) {
+          bytes -= prev.sent;
+          overall?.increment(-prev.sent);
+          multibar.remove(prev.bar);
+        }
+        active.set(p.path, { bar: multibar.create(p.narSize, 0, { kind: "path", name: shortName(p.path) }), sent: 0 });
+      },
+      progress: (p, n) => {
+        const a = active.get(p.path);
+        if (!a) return;
+        a.sent += n;
+        bytes += n;
+        a.bar.increment(n);
+        overall?.increment(n);
+      },
+      uploaded: (p, a) => {
+        done++;
+        close(p);
+        multibar.log(`✓ ${p.path} (${fmtBytes(p.narSize)}${a.kind === "Deduplicated" ? ", deduplicated" : ""})\n`);
+      },
+      retry: (p, n, e, ms) => multibar.log(`↻ ${p.path}: ${e.message}; retry ${n} in ${(ms / 1000).toFixed(1)} s\n`),
+      failed: (p, e) => {
+        done++;
+        close(p);
+        multibar.log(`✗ ${p.path}: ${e.message}\n`);
+      },
+    },
+    finish: (s) => {
+      multibar.stop();
+      out.write(`${doneLine(s)}\n`);
+    },
+    abort: () => multibar.stop(),
+  };
+}
+
+function fmtEta(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  if (s < 60) return `${Math.ceil(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.ceil(s % 60)).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
