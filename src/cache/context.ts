@@ -2,6 +2,7 @@ import type { MetaStore } from "../db/types.ts";
 import type { Storage } from "../store/storage.ts";
 import type { IngestOptions } from "../store/ingest.ts";
 import type { TokenAuthority } from "../auth/token.ts";
+import type { AccessTracker } from "../gc/access.ts";
 
 /** Everything the domain operations need, built once by `garret serve`. */
 export interface Garret {
@@ -11,4 +12,6 @@ export interface Garret {
   ingest: IngestOptions;
   /** Used to build absolute endpoints in cache-config answers, e.g. http://cache.example.com */
   publicUrl: string;
+  /** Records narinfo/NAR fetches for retention (batched); absent = not tracked. */
+  access?: AccessTracker;
 }

@@ -44,6 +44,7 @@ export async function narInfo(g: Garret, caller: Caller, cacheName: string, stor
   if (!isValidStorePathHash(storePathHash)) throw noSuchObject();
   const o = await g.meta.getObject(cache.id, storePathHash);
   if (!o) throw noSuchObject();
+  g.access?.record(cache.id, o.storePathHash);
   const sig = await serverSignature(g, cache, o);
   return renderNarInfo({
     storePath: o.storePath,
@@ -83,6 +84,7 @@ export async function openCacheNar(
   // Only NARs this cache references are reachable through it: the global store stays invisible.
   const o = await g.meta.getObjectByNarHash(cache.id, narHash);
   if (!o || narFileName(o) !== file) throw noSuchObject();
+  g.access?.record(cache.id, o.storePathHash);
   const size = servedSize(o);
   if (headOnly) return { kind: "head", size };
   const range = parseRange(rangeHeader, size);
@@ -105,5 +107,10 @@ export async function missingPaths(g: Garret, caller: Caller, body: unknown): Pr
   const hashes = b.store_path_hashes as string[];
   const bad = hashes.find((h) => !isValidStorePathHash(h));
   if (bad !== undefined) throw new GarretError("InvalidStorePath", `invalid store path hash ${JSON.stringify(bad)}`);
-  return { missing_paths: await g.meta.missingPaths(cache.id, hashes) };
+  const missing = await g.meta.missingPaths(cache.id, hashes);
+  // A pusher is about to reference the paths it was told exist: count that as an access, written
+  // at once, so a collection that runs before the push completes keeps them (see src/gc/collect.ts).
+  const absent = new Set(missing);
+  await g.meta.touchObjects(cache.id, hashes.filter((h) => !absent.has(h)), Math.floor(Date.now() / 1000));
+  return { missing_paths: missing };
 }

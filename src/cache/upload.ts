@@ -9,6 +9,7 @@ import { StorageError } from "../store/storage.ts";
 import { authorize, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { objectFingerprint } from "./paths.ts";
+import { withUploadLease } from "../gc/lease.ts";
 
 /** Upload metadata, as Attic's client sends it (X-Attic-Nar-Info or the JSON preamble). */
 export interface UploadInfo {
@@ -107,6 +108,13 @@ export async function uploadPath(
     throw new GarretError("UnsupportedEncoding", `Content-Encoding ${contentEncoding} is not supported`);
   }
 
+  // The lease keeps the collector from deleting chunks this upload finds and reuses.
+  return withUploadLease(g.meta, () => ingestAndCommit(g, caller, cache, info, body, contentEncoding));
+}
+
+async function ingestAndCommit(
+  g: Garret, caller: Caller, cache: CacheRecord, info: UploadInfo, body: AsyncIterable<Uint8Array>, contentEncoding: string,
+): Promise<UploadAnswer> {
   const existed = (await g.meta.findNar(Buffer.from(info.narHash).toString("hex"))) !== null;
   let staged;
   try {

@@ -83,4 +83,43 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX objects_by_nar ON objects(nar_id);
   `,
+  // 2: garbage collection (issue 5). See src/gc/collect.ts for why these make collection safe.
+  `
+  -- One row per upload in flight. AUTOINCREMENT ids never repeat, so "leases issued before a chunk
+  -- was marked" is an id comparison, immune to clock skew. A crashed server's leases expire.
+  CREATE TABLE upload_leases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  -- Highest lease id issued when the collector marked the chunk 'deleting'.
+  ALTER TABLE chunks ADD COLUMN mark_seq INTEGER;
+  CREATE INDEX chunks_by_state ON chunks(state) WHERE state != 'valid';
+  -- When a pack lost its last chunk (or was found to be a crash leftover); its bytes go after the
+  -- grace period so readers that looked up its chunks before can finish.
+  ALTER TABLE packs ADD COLUMN deleting_at INTEGER;
+  CREATE INDEX packs_by_state ON packs(state);
+  CREATE INDEX objects_by_access ON objects(cache_id, last_accessed_at);
+
+  -- Optional per-cache size quota in bytes (stored, compressed); NULL = none.
+  ALTER TABLE caches ADD COLUMN quota_bytes INTEGER;
+
+  -- A pin keeps a path and its closure in one cache regardless of retention and quota.
+  CREATE TABLE pins (
+    cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    store_path_hash TEXT NOT NULL,
+    store_path TEXT NOT NULL,
+    created_by TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (cache_id, name)
+  );
+
+  -- At most one collection at a time, across processes (garret serve and garret gc).
+  CREATE TABLE gc_lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  `,
 ];

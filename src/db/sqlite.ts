@@ -1,8 +1,8 @@
 import { Database, type Statement } from "bun:sqlite";
 import { MIGRATIONS } from "./migrations.ts";
 import type {
-  CachePatch, CacheRecord, ChunkLocation, Compression, IndexedChunk, MetaStore, NarRecord, NewCache,
-  ObjectView, UploadCommit,
+  CachePatch, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
+  MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, UploadCommit, VisibleObject,
 } from "./types.ts";
 
 const now = (): number => Math.floor(Date.now() / 1000);
@@ -10,7 +10,7 @@ const now = (): number => Math.floor(Date.now() / 1000);
 interface CacheRow {
   id: number; name: string; is_public: number; store_dir: string; priority: number;
   upstream_cache_key_names: string; signing_key: string; retention_period: number | null;
-  created_at: number;
+  quota_bytes: number | null; created_at: number;
 }
 
 interface ObjectRow {
@@ -24,7 +24,8 @@ function toCache(r: CacheRow): CacheRecord {
   return {
     id: r.id, name: r.name, isPublic: r.is_public === 1, storeDir: r.store_dir,
     priority: r.priority, upstreamCacheKeyNames: JSON.parse(r.upstream_cache_key_names),
-    signingKey: r.signing_key, retentionPeriod: r.retention_period, createdAt: r.created_at,
+    signingKey: r.signing_key, retentionPeriod: r.retention_period, quotaBytes: r.quota_bytes ?? null,
+    createdAt: r.created_at,
   };
 }
 
@@ -42,7 +43,7 @@ function toObject(r: ObjectRow): ObjectView {
 const OBJECT_SELECT = `
   SELECT o.cache_id, o.store_path_hash, o.store_path, o.refs, o.system, o.deriver, o.ca, o.sigs,
          o.server_sig, o.server_sig_key, o.nar_id, n.nar_hash, n.nar_size, n.file_size, n.compression
-  FROM objects o JOIN nars n ON n.id = o.nar_id`;
+  FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'`;
 
 /** The embedded metadata store: one SQLite file in WAL mode. */
 export class SqliteMetaStore implements MetaStore {
@@ -78,9 +79,11 @@ export class SqliteMetaStore implements MetaStore {
     return {
       getCache: q("SELECT * FROM caches WHERE name = ?"),
       insertCache: q(`INSERT INTO caches (name, is_public, store_dir, priority, upstream_cache_key_names,
-        signing_key, retention_period, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+        signing_key, retention_period, quota_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       deleteCache: q("DELETE FROM caches WHERE name = ?"),
-      hasObject: q("SELECT 1 FROM objects WHERE cache_id = ? AND store_path_hash = ?"),
+      // A path whose NAR fsck found damaged is hidden: missing to pushers too, so a re-push heals it.
+      hasObject: q(`SELECT 1 FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
+        WHERE o.cache_id = ? AND o.store_path_hash = ?`),
       getObject: q(`${OBJECT_SELECT} WHERE o.cache_id = ? AND o.store_path_hash = ?`),
       getObjectByNar: q(`${OBJECT_SELECT} WHERE o.cache_id = ? AND n.nar_hash = ? LIMIT 1`),
       updateSig: q("UPDATE objects SET server_sig = ?, server_sig_key = ? WHERE cache_id = ? AND store_path_hash = ?"),
@@ -88,7 +91,8 @@ export class SqliteMetaStore implements MetaStore {
       findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
           c.stored_size AS storedSize
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ? AND c.state = 'valid'`),
-      chunkIdByHash: q("SELECT id FROM chunks WHERE chunk_hash = ?"),
+      chunkIdByHash: q("SELECT id, state FROM chunks WHERE chunk_hash = ?"),
+      reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),
       findNar: q("SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = ?"),
       narChunks: q(`SELECT c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id,
           p.storage_key, c.pack_offset, c.stored_size
@@ -96,12 +100,12 @@ export class SqliteMetaStore implements MetaStore {
         WHERE nc.nar_id = ? ORDER BY nc.seq`),
       insertPack: q("INSERT INTO packs (storage_key, size, state, created_at) VALUES (?, 0, 'pending', ?)"),
       deletePack: q("DELETE FROM packs WHERE id = ? AND state = 'pending'"),
-      sealPack: q("UPDATE packs SET state = 'valid', size = ? WHERE id = ?"),
+      sealPack: q("UPDATE packs SET state = 'valid', size = ? WHERE id = ? AND state = 'pending'"),
       insertChunk: q(`INSERT INTO chunks (chunk_hash, chunk_size, compression, pack_id, pack_offset,
           stored_size, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'valid', ?)
         ON CONFLICT (chunk_hash) DO UPDATE SET compression = excluded.compression,
           pack_id = excluded.pack_id, pack_offset = excluded.pack_offset,
-          stored_size = excluded.stored_size, state = 'valid'
+          stored_size = excluded.stored_size, state = 'valid', mark_seq = NULL
         WHERE chunks.state != 'valid' OR ?8`),
       insertNar: q(`INSERT INTO nars (nar_hash, nar_size, num_chunks, file_size, compression, state, created_at)
         VALUES (?, ?, ?, 0, 'none', 'valid', ?)`),
@@ -136,7 +140,7 @@ export class SqliteMetaStore implements MetaStore {
 
   async createCache(c: NewCache): Promise<CacheRecord> {
     this.stmt.insertCache!.run(c.name, c.isPublic ? 1 : 0, c.storeDir, c.priority,
-      JSON.stringify(c.upstreamCacheKeyNames), c.signingKey, c.retentionPeriod, now());
+      JSON.stringify(c.upstreamCacheKeyNames), c.signingKey, c.retentionPeriod, c.quotaBytes ?? null, now());
     return (await this.getCache(c.name))!;
   }
 
@@ -144,7 +148,7 @@ export class SqliteMetaStore implements MetaStore {
     const columns: Record<keyof CachePatch, string> = {
       isPublic: "is_public", storeDir: "store_dir", priority: "priority",
       upstreamCacheKeyNames: "upstream_cache_key_names", signingKey: "signing_key",
-      retentionPeriod: "retention_period",
+      retentionPeriod: "retention_period", quotaBytes: "quota_bytes",
     };
     const sets: string[] = [];
     const values: (string | number | null)[] = [];
@@ -223,30 +227,259 @@ export class SqliteMetaStore implements MetaStore {
   async commitUpload(c: UploadCommit): Promise<{ narId: number; narExisted: boolean }> {
     const t = now();
     return this.db.transaction(() => {
-      for (const p of c.packs) this.stmt.sealPack!.run(p.size, p.id);
+      for (const p of c.packs) {
+        // Only a collector that wrongly judged the upload dead could have taken the pending pack.
+        if (this.stmt.sealPack!.run(p.size, p.id).changes !== 1) throw new Error(`internal: pack ${p.id} is no longer pending`);
+      }
       for (const ch of c.newChunks) {
         // A concurrent upload may have indexed the same chunk first: keep its copy, unless ours
-        // heals an entry whose bytes were lost.
+        // heals an entry whose bytes were lost (or the collector was about to delete it).
         this.stmt.insertChunk!.run(ch.hash, ch.size, ch.compression, ch.packId, ch.offset, ch.storedSize, t, ch.heals ? 1 : 0);
       }
-      const existing = this.stmt.findNar!.get(c.narHash) as { id: number } | null;
+      // Every chunk this NAR reuses must still be indexed with its bytes in place. The collector
+      // may have marked one 'deleting' since the upload looked it up; its bytes stay until no
+      // upload that could have looked it up is in flight (see src/gc/collect.ts), so it is safe to
+      // take it back here, inside the same transaction that references it.
+      const chunkIds = new Map<string, number>();
+      for (const hash of new Set(c.chunkHashes)) {
+        const chunk = this.stmt.chunkIdByHash!.get(hash) as { id: number; state: string } | null;
+        if (!chunk) throw new Error(`internal: chunk ${hash} vanished before commit`);
+        if (chunk.state === "deleting") this.stmt.reviveChunk!.run(chunk.id);
+        else if (chunk.state !== "valid") throw new Error(`chunk ${hash} was found damaged during this upload; push again`);
+        chunkIds.set(hash, chunk.id);
+      }
+      const existing = this.stmt.findNar!.get(c.narHash) as { id: number; state: string } | null;
       let narId: number;
-      if (existing) {
+      if (existing && existing.state === "valid") {
         narId = existing.id;
       } else {
-        narId = Number(this.stmt.insertNar!.run(c.narHash, c.narSize, c.chunkHashes.length, t).lastInsertRowid);
-        c.chunkHashes.forEach((hash, seq) => {
-          const chunk = this.stmt.chunkIdByHash!.get(hash) as { id: number } | null;
-          if (!chunk) throw new Error(`internal: chunk ${hash} vanished before commit`);
-          this.stmt.insertNarChunk!.run(narId, seq, chunk.id);
-        });
+        if (existing) {
+          // A damaged (hidden) NAR: this upload proved possession of every byte again; heal it.
+          narId = existing.id;
+          this.db.query("DELETE FROM nar_chunks WHERE nar_id = ?").run(narId);
+          this.db.query("UPDATE nars SET state = 'valid', num_chunks = ? WHERE id = ?").run(c.chunkHashes.length, narId);
+        } else {
+          narId = Number(this.stmt.insertNar!.run(c.narHash, c.narSize, c.chunkHashes.length, t).lastInsertRowid);
+        }
+        c.chunkHashes.forEach((hash, seq) => this.stmt.insertNarChunk!.run(narId, seq, chunkIds.get(hash)!));
         this.stmt.summariseNar!.run(narId);
       }
       const o = c.object;
       this.stmt.upsertObject!.run(c.cacheId, o.storePathHash, o.storePath, narId,
         JSON.stringify(o.references), o.system, o.deriver, o.ca, JSON.stringify(o.sigs),
         o.serverSig, o.serverSigKey, o.createdBy, t, t);
-      return { narId, narExisted: existing !== null };
+      return { narId, narExisted: existing !== null && existing.state === "valid" };
     })();
+  }
+
+  // --- Garbage collection
+
+  async listCaches(): Promise<CacheRecord[]> {
+    return (this.db.query("SELECT * FROM caches ORDER BY id").all() as CacheRow[]).map(toCache);
+  }
+
+  async acquireUploadLease(at: number, ttl: number): Promise<number> {
+    return Number(this.db.query("INSERT INTO upload_leases (started_at, expires_at) VALUES (?, ?)").run(at, at + ttl).lastInsertRowid);
+  }
+
+  async renewUploadLease(id: number, at: number, ttl: number): Promise<void> {
+    this.db.query("UPDATE upload_leases SET expires_at = ? WHERE id = ?").run(at + ttl, id);
+  }
+
+  async releaseUploadLease(id: number): Promise<void> {
+    this.db.query("DELETE FROM upload_leases WHERE id = ?").run(id);
+  }
+
+  async oldestLiveLease(at: number): Promise<number | null> {
+    const r = this.db.query("SELECT MIN(started_at) AS t FROM upload_leases WHERE expires_at > ?").get(at) as { t: number | null };
+    return r.t;
+  }
+
+  async lockGc(holder: string, at: number, ttl: number): Promise<boolean> {
+    return this.db.transaction(() => {
+      const row = this.db.query("SELECT holder, expires_at FROM gc_lock WHERE id = 1").get() as
+        | { holder: string; expires_at: number } | null;
+      if (row && row.holder !== holder && row.expires_at > at) return false;
+      this.db.query(`INSERT INTO gc_lock (id, holder, expires_at) VALUES (1, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at`).run(holder, at + ttl);
+      return true;
+    }).immediate();
+  }
+
+  async unlockGc(holder: string): Promise<void> {
+    this.db.query("DELETE FROM gc_lock WHERE id = 1 AND holder = ?").run(holder);
+  }
+
+  async simulate<T>(fn: () => Promise<T>): Promise<T> {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      return await fn();
+    } finally {
+      this.db.exec("ROLLBACK");
+    }
+  }
+
+  async expireObjects(cacheId: number, select: (objects: GcObject[], pins: PinRecord[]) => Iterable<number>): Promise<number> {
+    return this.db.transaction(() => {
+      const rows = this.db.query(`SELECT o.id, o.store_path_hash, o.refs, o.last_accessed_at, o.nar_id, n.file_size
+        FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.cache_id = ?`).all(cacheId) as
+        { id: number; store_path_hash: string; refs: string; last_accessed_at: number; nar_id: number; file_size: number }[];
+      const objects: GcObject[] = rows.map((r) => ({
+        id: r.id, storePathHash: r.store_path_hash, references: JSON.parse(r.refs), lastAccessedAt: r.last_accessed_at,
+        narId: r.nar_id, fileSize: r.file_size,
+      }));
+      const del = this.db.query("DELETE FROM objects WHERE id = ? AND cache_id = ?");
+      let n = 0;
+      for (const id of select(objects, this.pinsOf(cacheId))) n += del.run(id, cacheId).changes;
+      return n;
+    }).immediate();
+  }
+
+  async deleteUnreferencedNars(): Promise<number> {
+    return this.db.query("DELETE FROM nars WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.nar_id = nars.id)").run().changes;
+  }
+
+  async markUnreferencedChunks(): Promise<number> {
+    return this.db.transaction(() => {
+      const seq = (this.db.query("SELECT seq FROM sqlite_sequence WHERE name = 'upload_leases'").get() as { seq: number } | null)?.seq ?? 0;
+      return this.db.query(`UPDATE chunks SET state = 'deleting', mark_seq = ?
+        WHERE state != 'deleting' AND NOT EXISTS (SELECT 1 FROM nar_chunks nc WHERE nc.chunk_id = chunks.id)`).run(seq).changes;
+    }).immediate();
+  }
+
+  async sweepChunks(at: number): Promise<{ count: number; bytes: number }> {
+    return this.db.transaction(() => {
+      // A chunk marked when the highest lease id was S can have been looked up as valid only by an
+      // upload holding a lease <= S. Once none of those is live, nobody can reference it any more.
+      const live = (this.db.query("SELECT MIN(id) AS id FROM upload_leases WHERE expires_at > ?").get(at) as { id: number | null }).id;
+      const bound = live ?? Number.MAX_SAFE_INTEGER;
+      const where = `state = 'deleting' AND mark_seq < ?
+        AND NOT EXISTS (SELECT 1 FROM nar_chunks nc WHERE nc.chunk_id = chunks.id)`;
+      const sum = this.db.query(`SELECT COUNT(*) AS n, COALESCE(SUM(stored_size), 0) AS b FROM chunks WHERE ${where}`).get(bound) as { n: number; b: number };
+      this.db.query(`DELETE FROM chunks WHERE ${where}`).run(bound);
+      this.db.query("DELETE FROM upload_leases WHERE expires_at <= ?").run(at);
+      return { count: sum.n, bytes: sum.b };
+    }).immediate();
+  }
+
+  async markEmptyPacks(at: number): Promise<number> {
+    return this.db.query(`UPDATE packs SET state = 'deleting', deleting_at = ?
+      WHERE state = 'valid' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack_id = packs.id)`).run(at).changes;
+  }
+
+  async markStalePendingPacks(before: number, at: number): Promise<number> {
+    return this.db.transaction(() => {
+      const oldest = (this.db.query("SELECT MIN(started_at) AS t FROM upload_leases WHERE expires_at > ?").get(at) as { t: number | null }).t;
+      const bound = Math.min(before, oldest ?? Number.MAX_SAFE_INTEGER);
+      // Nobody reads a pending pack: its bytes may go at once (deleting_at = 0).
+      return this.db.query(`UPDATE packs SET state = 'deleting', deleting_at = 0
+        WHERE state = 'pending' AND created_at < ? AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack_id = packs.id)`).run(bound).changes;
+    }).immediate();
+  }
+
+  async packsToDelete(before: number): Promise<PackRecord[]> {
+    return this.db.query(`SELECT id, storage_key AS key, size, state FROM packs
+      WHERE state = 'deleting' AND deleting_at <= ? ORDER BY id`).all(before) as PackRecord[];
+  }
+
+  async forgetDeletedPack(packId: number): Promise<void> {
+    this.db.query(`DELETE FROM packs WHERE id = ? AND state = 'deleting'
+      AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack_id = packs.id)`).run(packId);
+  }
+
+  async compactionCandidates(threshold: number): Promise<CompactionCandidate[]> {
+    return this.db.query(`SELECT p.id, p.storage_key AS key, p.size,
+        COALESCE((SELECT SUM(c.stored_size) FROM chunks c WHERE c.pack_id = p.id AND c.state = 'valid'), 0) AS liveBytes
+      FROM packs p WHERE p.state = 'valid' AND p.size > 0 AND liveBytes > 0 AND liveBytes < p.size * ?
+      ORDER BY p.id`).all(threshold) as CompactionCandidate[];
+  }
+
+  async packLiveChunks(packId: number): Promise<PackChunk[]> {
+    return this.db.query(`SELECT id, chunk_hash AS hash, chunk_size AS size, compression, pack_offset AS offset,
+        stored_size AS storedSize FROM chunks WHERE pack_id = ? AND state = 'valid' ORDER BY pack_offset`).all(packId) as PackChunk[];
+  }
+
+  async relocateChunks(newPack: { id: number; size: number }, fromPackId: number, moves: ChunkMove[]): Promise<number> {
+    return this.db.transaction(() => {
+      this.db.query("UPDATE packs SET state = 'valid', size = ? WHERE id = ? AND state = 'pending'").run(newPack.size, newPack.id);
+      const move = this.db.query(`UPDATE chunks SET pack_id = ?, pack_offset = ?
+        WHERE id = ? AND pack_id = ? AND pack_offset = ? AND state IN ('valid', 'deleting')`);
+      let n = 0;
+      for (const m of moves) n += move.run(newPack.id, m.toOffset, m.chunkId, fromPackId, m.fromOffset).changes;
+      return n;
+    }).immediate();
+  }
+
+  private pinsOf(cacheId: number): PinRecord[] {
+    return (this.db.query(`SELECT name, store_path_hash, store_path, created_by, created_at FROM pins
+      WHERE cache_id = ? ORDER BY name`).all(cacheId) as
+      { name: string; store_path_hash: string; store_path: string; created_by: string | null; created_at: number }[])
+      .map((r) => ({ name: r.name, storePathHash: r.store_path_hash, storePath: r.store_path, createdBy: r.created_by, createdAt: r.created_at }));
+  }
+
+  async addPin(cacheId: number, pin: Omit<PinRecord, "createdAt">): Promise<PinRecord> {
+    const t = now();
+    this.db.query(`INSERT INTO pins (cache_id, name, store_path_hash, store_path, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT (cache_id, name) DO UPDATE SET store_path_hash = excluded.store_path_hash,
+        store_path = excluded.store_path, created_by = excluded.created_by, created_at = excluded.created_at`)
+      .run(cacheId, pin.name, pin.storePathHash, pin.storePath, pin.createdBy, t);
+    return { ...pin, createdAt: t };
+  }
+
+  async listPins(cacheId: number): Promise<PinRecord[]> {
+    return this.pinsOf(cacheId);
+  }
+
+  async removePin(cacheId: number, name: string): Promise<boolean> {
+    return this.db.query("DELETE FROM pins WHERE cache_id = ? AND name = ?").run(cacheId, name).changes > 0;
+  }
+
+  async referrers(cacheId: number, storePathHash: string): Promise<string[]> {
+    const rows = this.db.query("SELECT store_path_hash, refs FROM objects WHERE cache_id = ?").all(cacheId) as
+      { store_path_hash: string; refs: string }[];
+    const referrersOf = new Map<string, string[]>();
+    for (const r of rows) {
+      for (const ref of JSON.parse(r.refs) as string[]) {
+        const h = ref.slice(0, 32);
+        if (h === r.store_path_hash) continue;
+        referrersOf.set(h, [...(referrersOf.get(h) ?? []), r.store_path_hash]);
+      }
+    }
+    const seen = new Set<string>();
+    const stack = [storePathHash];
+    while (stack.length > 0) {
+      for (const r of referrersOf.get(stack.pop()!) ?? []) {
+        if (!seen.has(r) && r !== storePathHash) {
+          seen.add(r);
+          stack.push(r);
+        }
+      }
+    }
+    return [...seen];
+  }
+
+  async deleteObjects(cacheId: number, hashes: string[]): Promise<number> {
+    return this.db.transaction(() => {
+      const del = this.db.query("DELETE FROM objects WHERE cache_id = ? AND store_path_hash = ?");
+      return hashes.reduce((n, h) => n + del.run(cacheId, h).changes, 0);
+    })();
+  }
+
+  async visibleObjects(): Promise<VisibleObject[]> {
+    return this.db.query(`SELECT c.name AS cacheName, o.store_path AS storePath, o.nar_id AS narId
+      FROM objects o JOIN caches c ON c.id = o.cache_id JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
+      ORDER BY c.name, o.store_path`).all() as VisibleObject[];
+  }
+
+  async markChunksDamaged(chunkIds: number[]): Promise<number> {
+    return this.db.transaction(() => {
+      let nars = 0;
+      for (const id of chunkIds) {
+        this.db.query("UPDATE chunks SET state = 'damaged' WHERE id = ?").run(id);
+        nars += this.db.query(`UPDATE nars SET state = 'damaged' WHERE state = 'valid'
+          AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ?)`).run(id).changes;
+      }
+      return nars;
+    }).immediate();
   }
 }

@@ -13,6 +13,8 @@ export interface CacheRecord {
   signingKey: string;
   /** Seconds; null = the server default. */
   retentionPeriod: number | null;
+  /** Stored bytes this cache may hold before least recently used closures go; null = no quota. */
+  quotaBytes: number | null;
   createdAt: number;
 }
 
@@ -24,6 +26,7 @@ export interface NewCache {
   upstreamCacheKeyNames: string[];
   signingKey: string;
   retentionPeriod: number | null;
+  quotaBytes?: number | null;
 }
 
 export type CachePatch = Partial<Omit<NewCache, "name">>;
@@ -113,6 +116,63 @@ export interface ObjectView {
   compression: Compression | "mixed";
 }
 
+/** An object as the collector sees it when deciding what a cache keeps. */
+export interface GcObject {
+  id: number;
+  storePathHash: string;
+  references: string[]; // basenames
+  lastAccessedAt: number;
+  narId: number;
+  /** Stored (compressed) size of its NAR. */
+  fileSize: number;
+}
+
+export interface PinRecord {
+  name: string;
+  storePathHash: string;
+  storePath: string;
+  createdBy: string | null;
+  createdAt: number;
+}
+
+export interface PackRecord {
+  id: number;
+  key: string;
+  size: number;
+  state: "pending" | "valid" | "deleting";
+}
+
+/** A pack whose live (indexed, valid) bytes are a small part of its size. */
+export interface CompactionCandidate {
+  id: number;
+  key: string;
+  size: number;
+  liveBytes: number;
+}
+
+/** A chunk to copy when compacting a pack. */
+export interface PackChunk {
+  id: number;
+  hash: string;
+  size: number;
+  compression: Compression;
+  offset: number;
+  storedSize: number;
+}
+
+export interface ChunkMove {
+  chunkId: number;
+  fromOffset: number;
+  toOffset: number;
+}
+
+/** A path a cache serves, for fsck. */
+export interface VisibleObject {
+  cacheName: string;
+  storePath: string;
+  narId: number;
+}
+
 /**
  * The metadata store. Async so that a networked database can implement it; the embedded SQLite
  * backend answers synchronously underneath.
@@ -144,4 +204,54 @@ export interface MetaStore {
   forgetPack(packId: number): Promise<void>;
   /** Makes an upload visible, atomically. Returns the NAR id and whether it already existed. */
   commitUpload(commit: UploadCommit): Promise<{ narId: number; narExisted: boolean }>;
+
+  // --- Garbage collection (issue 5). Safety rules are explained in src/gc/collect.ts.
+  listCaches(): Promise<CacheRecord[]>;
+  /** Registers an upload in flight; returns its lease id. */
+  acquireUploadLease(now: number, ttlSeconds: number): Promise<number>;
+  renewUploadLease(id: number, now: number, ttlSeconds: number): Promise<void>;
+  releaseUploadLease(id: number): Promise<void>;
+  /** Start time of the oldest upload still in flight, or null. */
+  oldestLiveLease(now: number): Promise<number | null>;
+  /** Takes (or renews) the collector lock; false when another live holder has it. */
+  lockGc(holder: string, now: number, ttlSeconds: number): Promise<boolean>;
+  unlockGc(holder: string): Promise<void>;
+  /** Runs fn and then rolls back every metadata change it made (for --dry-run). Single-user only. */
+  simulate<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * In one transaction: reads the cache's objects and pins, asks `select` which object ids to
+   * delete, deletes them. Atomic, so no upload can add a referrer between decision and delete.
+   */
+  expireObjects(cacheId: number, select: (objects: GcObject[], pins: PinRecord[]) => Iterable<number>): Promise<number>;
+  /** Deletes NARs no object references (metadata only: their bytes are chunks). */
+  deleteUnreferencedNars(): Promise<number>;
+  /** Marks chunks no NAR references 'deleting', stamped with the highest lease id issued so far. */
+  markUnreferencedChunks(): Promise<number>;
+  /** Deletes 'deleting' chunks no upload in flight can still be reusing. */
+  sweepChunks(now: number): Promise<{ count: number; bytes: number }>;
+  /** Valid packs no chunk points into become 'deleting' as of now. */
+  markEmptyPacks(now: number): Promise<number>;
+  /** Pending packs created before `before` and before every live upload: crash leftovers. */
+  markStalePendingPacks(before: number, now: number): Promise<number>;
+  /** 'deleting' packs whose grace period ended (deleting_at <= before). */
+  packsToDelete(before: number): Promise<PackRecord[]>;
+  /** Drops the record of a deleted pack (only if no chunk points into it). */
+  forgetDeletedPack(packId: number): Promise<void>;
+  compactionCandidates(threshold: number): Promise<CompactionCandidate[]>;
+  packLiveChunks(packId: number): Promise<PackChunk[]>;
+  /** Seals the new pack and points the moved chunks at it, where they still point at the old one. */
+  relocateChunks(newPack: { id: number; size: number }, fromPackId: number, moves: ChunkMove[]): Promise<number>;
+
+  // Pins and deletion
+  addPin(cacheId: number, pin: Omit<PinRecord, "createdAt">): Promise<PinRecord>;
+  listPins(cacheId: number): Promise<PinRecord[]>;
+  removePin(cacheId: number, name: string): Promise<boolean>;
+  /** Store path hashes of the cache's objects that reference this one, transitively. */
+  referrers(cacheId: number, storePathHash: string): Promise<string[]>;
+  deleteObjects(cacheId: number, storePathHashes: string[]): Promise<number>;
+
+  // fsck
+  visibleObjects(): Promise<VisibleObject[]>;
+  /** Marks chunks damaged and every NAR using them damaged (hidden); returns the NARs marked. */
+  markChunksDamaged(chunkIds: number[]): Promise<number>;
 }
