@@ -149,14 +149,28 @@ export function serverConfig(flags: ServerFlags, env = process.env): ServerConfi
   const configFile = configFilePath(flags.config, env);
   const s = new Settings(readConfigFile(configFile), env);
   const dataDir = resolve(s.string("data-dir", "GARRET_DATA", flags.data) ?? DEFAULT_DATA_DIR);
+  const listen = s.string("listen", "GARRET_LISTEN", flags.listen) ?? DEFAULT_LISTEN;
+  parseListen(listen);
   return {
-    listen: s.string("listen", "GARRET_LISTEN", flags.listen) ?? DEFAULT_LISTEN,
+    listen,
     dataDir,
     publicUrl: s.string("public-url", "GARRET_PUBLIC_URL", flags.publicUrl) ?? null,
     storage: storageSettings(s, dataDir),
     ingest: { ...DEFAULT_INGEST, chunking: DEFAULT_CHUNKING, ...compressionSettings(s, flags) },
     configFile,
   };
+}
+
+export interface ListenAddress {
+  hostname: string;
+  port: number;
+}
+
+export function parseListen(value: string): ListenAddress {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`listen: address must be HOST:PORT, got ${JSON.stringify(value)}`);
+  return { hostname: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
 export const databasePath = (dataDir: string): string => join(dataDir, "garret.db");

@@ -7,7 +7,9 @@ import { CliError, UsageError } from "./cli/errors.ts";
 const HELP = `garret ${pkg.version}: a multi-tenant Nix binary cache
 
 Server:
-  garret serve [--listen HOST:PORT] [--data DIR]      serve caches (default 127.0.0.1:8080, ./garret-data)
+  garret serve [--config FILE] [--listen HOST:PORT] [--data DIR]
+                                                     serve caches (default 127.0.0.1:8080, ./garret-data)
+  garret config check|print [--config FILE]          validate, or show the effective settings (secrets hidden)
   garret token create --sub NAME --validity 1y [--pull P] [--push P] [--delete P] [--create-cache P]
         [--configure-cache P] [--configure-cache-retention P] [--destroy-cache P] [--data DIR]
 
@@ -19,12 +21,23 @@ Client:
 
 type Command = (argv: string[]) => Promise<void>;
 
+// Set by scripts/build.ts in the compiled executable.
+declare const GARRET_COMMIT: string | undefined;
+
+/** The commit this binary was built from; from a checkout, asks git. */
+function commit(): string {
+  if (typeof GARRET_COMMIT === "string") return GARRET_COMMIT;
+  const git = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: import.meta.dir, stderr: "ignore" });
+  return git.exitCode === 0 ? `${git.stdout.toString().trim()} (checkout)` : "unknown";
+}
+
 const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./cli/serve.ts")).serveCommand,
   token: async () => (await import("./cli/token.ts")).tokenCommand,
   login: async () => (await import("./cli/login.ts")).loginCommand,
   cache: async () => (await import("./cli/cache.ts")).cacheCommand,
   push: async () => (await import("./cli/push.ts")).pushCommand,
+  config: async () => (await import("./cli/config.ts")).configCommand,
 };
 
 /** User mistakes and remote refusals print one line; only real bugs print a stack. */
@@ -56,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (name === "--version" || name === "version") {
-    process.stdout.write(`garret ${pkg.version}\n`);
+    process.stdout.write(`garret ${pkg.version} (commit ${commit()})\n`);
     return 0;
   }
   const load = COMMANDS[name];

@@ -9,9 +9,14 @@ export const SECRET_FILE = "token-secret";
  * on first use. The secret never appears in logs or command output.
  */
 export async function loadOrCreateTokenSecret(dataDir: string): Promise<string> {
+  return (await tokenSecret(dataDir)).secret;
+}
+
+/** Like loadOrCreateTokenSecret, and says whether this call created it (a first run). */
+export async function tokenSecret(dataDir: string): Promise<{ secret: string; created: boolean }> {
   const path = join(dataDir, SECRET_FILE);
   try {
-    return (await readFile(path, "utf8")).trim();
+    return { secret: (await readFile(path, "utf8")).trim(), created: false };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
@@ -20,9 +25,9 @@ export async function loadOrCreateTokenSecret(dataDir: string): Promise<string> 
     await writeFile(path, `${secret}\n`, { mode: 0o600, flag: "wx" });
   } catch (err) {
     // Another process created it first: use theirs.
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") return (await readFile(path, "utf8")).trim();
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return { secret: (await readFile(path, "utf8")).trim(), created: false };
     throw err;
   }
   await chmod(path, 0o600);
-  return secret;
+  return { secret, created: true };
 }

@@ -1,12 +1,12 @@
 import { mkdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { ConfigError, databasePath, serverConfig, type ServerConfig } from "../config.ts";
+import { ConfigError, databasePath, parseListen, serverConfig, type ListenAddress, type ServerConfig } from "../config.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
 import { openStorage } from "../store/open.ts";
 import { StorageError } from "../store/storage.ts";
 import { TokenAuthority } from "../auth/token.ts";
-import { loadOrCreateTokenSecret } from "../auth/secret.ts";
-import { parseListen, startServer, type ListenAddress } from "../server/serve.ts";
+import { tokenSecret } from "../auth/secret.ts";
+import { shutdown, startServer } from "../server/serve.ts";
 import type { Garret } from "../cache/context.ts";
 import { CliError, UsageError } from "./errors.ts";
 
@@ -25,7 +25,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
     });
     return { config, listen: parseListen(config.listen) };
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof Error) throw new UsageError(err.message);
+    if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
 }
@@ -41,18 +41,48 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw err;
   }
   const meta = new SqliteMetaStore(databasePath(config.dataDir));
-  const tokens = new TokenAuthority(await loadOrCreateTokenSecret(config.dataDir));
+  const secret = await tokenSecret(config.dataDir);
+  const tokens = new TokenAuthority(secret.secret);
   const g: Garret = { meta, storage, tokens, ingest: config.ingest, publicUrl: "" };
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const server = startServer(g, listen, log);
-  g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${server.port}`).replace(/\/+$/, "");
-  log(`garret listening on http://${listen.hostname}:${server.port} (data: ${config.dataDir}, storage: ${storage.kind})`);
+  const running = startServer(g, listen, log);
+  g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${running.server.port}`).replace(/\/+$/, "");
+  if (secret.created) await printFirstRun(tokens, g.publicUrl, config.dataDir);
+  log(`garret listening on http://${listen.hostname}:${running.server.port} (data: ${config.dataDir}, storage: ${storage.kind})`);
 
-  const stop = () => {
-    server.stop();
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down`);
+    await shutdown(running, SHUTDOWN_GRACE_MS, log);
     meta.close();
+    log("stopped");
     process.exit(0);
   };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/** Uploads in flight get this long to finish on SIGTERM before they are cut. */
+const SHUTDOWN_GRACE_MS = 6000;
+
+/** On the very first start, hand the operator a root token and the next steps, once. */
+async function printFirstRun(tokens: TokenAuthority, url: string, dataDir: string): Promise<void> {
+  const root = await tokens.mint("root", 365 * 86400, {
+    "*": { r: 1, w: 1, d: 1, cc: 1, cr: 1, cq: 1, cd: 1 },
+  });
+  process.stderr.write([
+    "",
+    `garret: first start, created ${dataDir}. A root token with every permission, valid for a year`,
+    "(shown only now; mint narrower ones with `garret token create`):",
+    "",
+    `    ${root}`,
+    "",
+    "Next steps:",
+    `    garret login main ${url} <the token above>`,
+    "    garret cache create main:my-cache",
+    "    garret push main:my-cache ./result",
+    "",
+  ].join("\n") + "\n");
 }

@@ -1,6 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { serverConfig } from "../config.ts";
+import { ConfigError, serverConfig } from "../config.ts";
 import { TokenAuthority, parseValidity } from "../auth/token.ts";
 import { loadOrCreateTokenSecret } from "../auth/secret.ts";
 import { isValidCachePattern, PERMISSION_LETTERS, type CachePermissionClaims, type Permission } from "../auth/permissions.ts";
@@ -19,7 +19,7 @@ export async function tokenCommand(argv: string[]): Promise<void> {
   const options = Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: "string" as const, multiple: true }]));
   const { values } = parseArgs({
     args: rest,
-    options: { ...options, sub: { type: "string" }, validity: { type: "string" }, data: { type: "string" } },
+    options: { ...options, sub: { type: "string" }, validity: { type: "string" }, data: { type: "string" }, config: { type: "string" } },
   });
   const v = values as Record<string, string | string[] | undefined>;
   if (typeof v.sub !== "string" || v.sub === "") throw new UsageError("--sub NAME is required");
@@ -37,7 +37,13 @@ export async function tokenCommand(argv: string[]): Promise<void> {
       caches[pattern] = { ...caches[pattern], [PERMISSION_LETTERS[perm]]: 1 };
     }
   }
-  const { dataDir } = serverConfig({ data: v.data as string | undefined });
+  let dataDir: string;
+  try {
+    ({ dataDir } = serverConfig({ data: v.data as string | undefined, config: v.config as string | undefined }));
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const authority = new TokenAuthority(await loadOrCreateTokenSecret(dataDir));
   process.stdout.write(`${await authority.mint(v.sub, validity, caches)}\n`);

@@ -2,11 +2,7 @@ import type { Server } from "bun";
 import type { Garret } from "../cache/context.ts";
 import { buildApp, type GarretApp } from "./app.ts";
 import { HEAD_MARKER } from "./head.ts";
-
-export interface ListenAddress {
-  hostname: string;
-  port: number;
-}
+import type { ListenAddress } from "../config.ts";
 
 /**
  * HEAD runs the GET route and drops the body. Elysia's own HEAD path loses Content-Length, which
@@ -20,21 +16,22 @@ async function handleHead(app: GarretApp, request: Request): Promise<Response> {
   return new Response(null, { status: res.status, headers: res.headers });
 }
 
-export function parseListen(value: string): ListenAddress {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value.trim());
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new Error(`listen address must be HOST:PORT, got ${JSON.stringify(value)}`);
-  return { hostname: m[1]!.replace(/^\[|\]$/g, ""), port };
-}
 
 /**
  * Starts the HTTP server. Bun's idle timeout is raised to its maximum so a slow client stream is
  * never cut while it still moves, and the request body limit is lifted (NARs can be many GiB);
  * upload size is checked against the claimed nar_size while streaming instead.
  */
-export function startServer(g: Garret, listen: ListenAddress, log: (line: string) => void): Server<undefined> {
+export interface RunningServer {
+  server: Server<undefined>;
+  /** Requests being handled right now, uploads included. */
+  inFlight(): number;
+}
+
+export function startServer(g: Garret, listen: ListenAddress, log: (line: string) => void): RunningServer {
   const app = buildApp(g);
-  return Bun.serve({
+  let inFlight = 0;
+  const server = Bun.serve({
     hostname: listen.hostname,
     port: listen.port,
     idleTimeout: 255,
@@ -43,11 +40,34 @@ export function startServer(g: Garret, listen: ListenAddress, log: (line: string
       const started = performance.now();
       // Only this wrapper may set the HEAD marker.
       if (request.headers.has(HEAD_MARKER)) request.headers.delete(HEAD_MARKER);
-      const response = request.method === "HEAD" ? await handleHead(app, request) : await app.handle(request);
-      const url = new URL(request.url);
-      const ms = (performance.now() - started).toFixed(1);
-      log(`${request.method} ${url.pathname} ${response.status} ${ms}ms`);
-      return response;
+      inFlight++;
+      try {
+        const response = request.method === "HEAD" ? await handleHead(app, request) : await app.handle(request);
+        const url = new URL(request.url);
+        const ms = (performance.now() - started).toFixed(1);
+        log(`${request.method} ${url.pathname} ${response.status} ${ms}ms`);
+        return response;
+      } finally {
+        inFlight--;
+      }
     },
   });
+  return { server, inFlight: () => inFlight };
+}
+
+/**
+ * Stops accepting connections, lets requests in flight (uploads above all) finish for up to
+ * `graceMs`, then cuts the rest: an interrupted upload discards what it wrote, so every path is
+ * either fully present or absent.
+ */
+export async function shutdown(running: RunningServer, graceMs: number, log: (line: string) => void): Promise<void> {
+  running.server.stop(false);
+  const deadline = Date.now() + graceMs;
+  while (running.inFlight() > 0 && Date.now() < deadline) await Bun.sleep(50);
+  if (running.inFlight() > 0) {
+    log(`shutdown: aborting ${running.inFlight()} request(s) still in flight`);
+    running.server.stop(true);
+    const settle = Date.now() + 2000;
+    while (running.inFlight() > 0 && Date.now() < settle) await Bun.sleep(20);
+  }
 }
