@@ -24,11 +24,13 @@ export interface TestServer {
  * Starts `garret serve` on a free port with a fresh data dir and waits until it listens. The
  * server's log goes to a file, not a pipe, so a test blocked in spawnSync never stalls the server.
  */
-export async function startServer(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<TestServer> {
+export async function startServer(
+  opts: { dataDir?: string; env?: Record<string, string>; cwd?: string; args?: string[] } = {},
+): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir("garret-data-");
   const logPath = join(tempDir("garret-log-"), "server.log");
-  const proc = Bun.spawn(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", dataDir), {
-    stdout: Bun.file(logPath), stderr: Bun.file(logPath), env: { ...process.env, ...opts.env },
+  const proc = Bun.spawn(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", dataDir, ...(opts.args ?? [])), {
+    stdout: Bun.file(logPath), stderr: Bun.file(logPath), env: { ...process.env, ...opts.env }, cwd: opts.cwd,
   });
   const log = (): string => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
   const deadline = Date.now() + 20000;

@@ -1,0 +1,56 @@
+/**
+ * Issue 7, acceptance 1: build the single executable and run the end-to-end substitution flow
+ * against it (not the sources), from a directory outside the checkout.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { copyFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildClosure, deleteClosure, narOf, requireNix, run, runOk, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { BUN, REPO, startServer, type TestServer } from "../helpers/server.ts";
+
+requireNix();
+
+const outside = tempDir("garret-outside-");
+const binary = join(outside, "garret");
+let server: TestServer;
+const saved = process.env.GARRET_BIN;
+
+beforeAll(async () => {
+  const build = join(tempDir("garret-build-"), "garret");
+  runOk([BUN, join(REPO, "scripts/build.ts"), "--outfile", build]);
+  copyFileSync(build, binary);
+  run(["chmod", "+x", binary]);
+  process.env.GARRET_BIN = binary; // garretCmd and startServer now run the binary
+  server = await startServer({ cwd: outside });
+});
+
+afterAll(async () => {
+  await server?.stop();
+  if (saved === undefined) delete process.env.GARRET_BIN;
+  else process.env.GARRET_BIN = saved;
+});
+
+test("the binary knows its version and commit", () => {
+  const out = runOk([binary, "--version"], { cwd: outside });
+  expect(out).toMatch(/^garret \d+\.\d+\.\d+ \(commit [0-9a-f]{12}(-dirty)?\)\n$/);
+});
+
+test("serve, token, login, cache create, push and stock Nix substitution, all from the binary", () => {
+  const env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
+  const token = runOk([binary, "token", "create", "--data", server.dataDir, "--sub", "ops", "--validity", "1d",
+    "--pull", "bin-*", "--push", "bin-*", "--create-cache", "bin-*"], { cwd: outside }).trim();
+  runOk([binary, "login", "local", server.url, token], { cwd: outside, env });
+  runOk([binary, "cache", "create", "local:bin-cache"], { cwd: outside, env });
+  const key = JSON.parse(runOk([binary, "cache", "info", "local:bin-cache", "--json"], { cwd: outside, env })).public_key;
+  const { top, dep } = buildClosure(uniqueTag());
+  const before = { top: narOf(top), dep: narOf(dep) };
+  const summary = JSON.parse(runOk([binary, "push", "local:bin-cache", top, "--json"], { cwd: outside, env }));
+  expect(summary).toMatchObject({ uploaded: 2, failed: 0 });
+  deleteClosure(top);
+  const netrc = join(outside, "netrc");
+  writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
+  const r = substitute(`${server.url}/bin-cache`, key, top, netrc);
+  expect(r.code).toBe(0);
+  expect(narOf(top).equals(before.top)).toBe(true);
+  expect(narOf(dep).equals(before.dep)).toBe(true);
+});

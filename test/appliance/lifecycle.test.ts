@@ -1,0 +1,95 @@
+/** Issue 7: the first run hands out a root token once; SIGTERM during an upload is clean. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
+import { buildExpr, requireNix, SH, uniqueTag } from "../helpers/nix.ts";
+import { createCache, mintToken, startServer, type TestServer } from "../helpers/server.ts";
+import { narinfoOf, pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
+
+requireNix();
+
+const MiB = 1024 * 1024;
+const servers: TestServer[] = [];
+
+afterAll(async () => {
+  for (const s of servers) if (s.proc.exitCode === null) await s.stop();
+});
+
+describe("first run", () => {
+  test("prints a working root token once, with next steps", async () => {
+    const server = await startServer();
+    servers.push(server);
+    const m = /\n\s+(eyJ[\w-]+\.[\w-]+\.[\w-]+)\n/.exec(server.log());
+    expect(m).not.toBeNull();
+    expect(server.log()).toContain("garret login main");
+    await createCache(server.url, m![1]!, "first-cache");
+    await server.stop();
+
+    const again = await startServer({ dataDir: server.dataDir });
+    servers.push(again);
+    expect(again.log()).not.toContain("eyJ");
+    await again.stop();
+  });
+});
+
+/** A body that trickles, so the upload is surely in flight when the signal lands. */
+function trickle(source: ReadableStream<Uint8Array>, bytesPerTick: number): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  let pending: Uint8Array | null = null;
+  return new ReadableStream({
+    async pull(controller) {
+      if (!pending || pending.length === 0) {
+        const { done, value } = await reader.read();
+        if (done) return controller.close();
+        pending = value;
+      }
+      const piece = pending.subarray(0, bytesPerTick);
+      pending = pending.subarray(piece.length);
+      await Bun.sleep(10);
+      controller.enqueue(piece);
+    },
+  });
+}
+
+describe("SIGTERM", () => {
+  for (const [name, rate, expectPresent] of [
+    ["an upload that finishes within the grace period is kept", 4 * MiB, true],
+    ["an upload too slow to finish is cut and leaves nothing", 16 * 1024, false],
+  ] as const) {
+    test(name, async () => {
+      const server = await startServer();
+      servers.push(server);
+      const token = mintToken(server.dataDir, "--pull", "*", "--push", "*", "--create-cache", "*");
+      await createCache(server.url, token, "t");
+      const path = buildExpr(`let ${SH} in sh "sigterm-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c ${24 * MiB} /dev/urandom > $out/big"`);
+      const body = trickle(Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe" }).stdout, rate);
+      const upload = uploadPath(server.url, token, "t", path, body).then((r) => r.status, () => 0);
+      await Bun.sleep(500);
+      const signalled = Date.now();
+      server.proc.kill("SIGTERM");
+      await server.proc.exited;
+      expect(Date.now() - signalled).toBeLessThan(10_000);
+      expect(server.proc.exitCode).toBe(0);
+      const status = await upload;
+
+      const db = new Database(join(server.dataDir, "garret.db"), { readonly: true });
+      expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
+      db.close();
+      const restarted = await startServer({ dataDir: server.dataDir });
+      servers.push(restarted);
+      const narinfo = await fetch(`${restarted.url}/t/${storeHashOf(path)}.narinfo`, { headers: { authorization: `Bearer ${token}` } });
+      if (expectPresent) {
+        expect(status).toBe(200);
+        expect(narinfo.status).toBe(200);
+        const info = await narinfoOf(restarted.url, "t", path, token);
+        const nar = await fetch(`${restarted.url}/t/${info.URL}`, { headers: { authorization: `Bearer ${token}` } });
+        const plain = Bun.zstdDecompressSync(new Uint8Array(await nar.arrayBuffer()));
+        expect(`sha256:${new Bun.CryptoHasher("sha256").update(plain).digest("hex")}`).toBe(pathInfo(path).narHash);
+      } else {
+        expect(status).not.toBe(200);
+        expect(narinfo.status).toBe(404);
+      }
+      await restarted.stop();
+    });
+  }
+});
