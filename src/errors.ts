@@ -16,7 +16,8 @@ export type ErrorCode =
   | "InvalidNar"
   | "CacheAlreadyExists"
   | "UnsupportedEncoding"
-  | "StorageError";
+  | "StorageError"
+  | "ObjectInUse";
 
 export class GarretError extends Error {
   constructor(readonly code: ErrorCode, message: string) {
@@ -40,4 +41,5 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   CacheAlreadyExists: 400,
   UnsupportedEncoding: 415,
   StorageError: 503,
+  ObjectInUse: 409,
 };

@@ -10,6 +10,10 @@ Server:
   garret serve [--config FILE] [--listen HOST:PORT] [--data DIR]
                                                      serve caches (default 127.0.0.1:8080, ./garret-data)
   garret config check|print [--config FILE]          validate, or show the effective settings (secrets hidden)
+  garret gc [--data DIR | --config FILE] [--dry-run] [--json]
+                                                     collect garbage now (retention, orphans, compaction)
+  garret fsck [--repair] [--sample N] [--data DIR | --config FILE]
+                                                     check stored bytes; --repair hides damaged paths
   garret token create --sub NAME --validity 1y [--pull P] [--push P] [--delete P] [--create-cache P]
         [--configure-cache P] [--configure-cache-retention P] [--destroy-cache P] [--data DIR]
 
@@ -17,6 +21,9 @@ Client:
   garret login ALIAS URL [TOKEN]                     remember a server and its token
   garret cache create|info|configure|destroy ALIAS:CACHE [--public] [--priority N] [--json]
   garret push ALIAS:CACHE PATH...                    push store paths and their closures
+  garret cache rm ALIAS:CACHE PATH [--recursive]     remove a path from a cache
+  garret pin ALIAS:CACHE NAME PATH                   keep a path and its closure regardless of retention
+  garret pin list|remove ALIAS:CACHE [NAME]
 `;
 
 type Command = (argv: string[]) => Promise<void>;
@@ -37,6 +44,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   login: async () => (await import("./cli/login.ts")).loginCommand,
   cache: async () => (await import("./cli/cache.ts")).cacheCommand,
   push: async () => (await import("./cli/push.ts")).pushCommand,
+  gc: async () => (await import("./cli/gc.ts")).gcCommand,
+  fsck: async () => (await import("./cli/fsck.ts")).fsckCommand,
+  pin: async () => (await import("./cli/pin.ts")).pinCommand,
   config: async () => (await import("./cli/config.ts")).configCommand,
 };
 

@@ -52,6 +52,8 @@ function printInfo(cache: string, c: CacheConfigView): void {
 
 export async function cacheCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
+  // garret cache rm: removing one path (garbage collection, issue 5)
+  if (sub === "rm") return (await import("./cache-rm.ts")).cacheRmCommand(rest);
   const { values, positionals } = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true });
   const { api, cache } = await resolveRemote(positionals[0]);
   const out = (c: CacheConfigView) => (values.json ? process.stdout.write(`${JSON.stringify(c, null, 2)}\n`) : printInfo(cache, c));

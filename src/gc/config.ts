@@ -30,8 +30,21 @@ export function parseDuration(value: string, key: string): number {
   return Number(m[1]) * UNITS[m[2]!]!;
 }
 
-export function gcOptions(flags: GcFlags = {}, env = process.env): GcOptions {
-  const pick = (flag: string | undefined, name: string): string | undefined => flag ?? env[name];
+/**
+ * `file` is the `[gc]` table of the config file: keys retention, grace, compact-threshold,
+ * interval (numbers are seconds, strings durations).
+ */
+export function gcOptions(flags: GcFlags = {}, env = process.env, file: Record<string, unknown> = {}): GcOptions {
+  const fileKey: Record<string, string> = {
+    GARRET_RETENTION: "retention", GARRET_GC_GRACE: "grace", GARRET_GC_COMPACT_THRESHOLD: "compact-threshold",
+    GARRET_GC_INTERVAL: "interval",
+  };
+  const pick = (flag: string | undefined, name: string): string | undefined => {
+    if (flag !== undefined) return flag;
+    if (env[name] !== undefined && env[name] !== "") return env[name];
+    const v = file[fileKey[name]!];
+    return v === undefined ? undefined : String(v);
+  };
   const duration = (flag: string | undefined, name: string, key: string, dflt: number): number => {
     const v = pick(flag, name);
     return v === undefined || v === "" ? dflt : parseDuration(v, key);

@@ -5,6 +5,7 @@ import { authorize } from "../cache/access.ts";
 import { cacheConfigView, configureCache, createCache, destroyCache } from "../cache/caches.ts";
 import { missingPaths, narInfo, nixCacheInfo, openCacheNar } from "../cache/paths.ts";
 import { uploadPath } from "../cache/upload.ts";
+import { deletePath, listPins, pinPath, unpinPath } from "../cache/pins.ts";
 import { callerOf } from "./auth.ts";
 import { HEAD_MARKER } from "./head.ts";
 import { jsonBody, splitPreamble } from "./body.ts";
@@ -72,6 +73,20 @@ export function buildApp(g: Garret) {
     .delete("/_api/v1/cache-config/:cache", async ({ request, params }) => {
       await destroyCache(g, await callerOf(g, request), params.cache);
       return Response.json({});
+    })
+
+    // Pins and path deletion (garbage collection, issue 5)
+    .get("/_api/v1/pins/:cache", async ({ request, params }) =>
+      Response.json(await listPins(g, await callerOf(g, request), params.cache)))
+    .put("/_api/v1/pins/:cache/:name", async ({ request, params }) =>
+      Response.json(await pinPath(g, await callerOf(g, request), params.cache, params.name, await jsonBody(request))))
+    .delete("/_api/v1/pins/:cache/:name", async ({ request, params }) => {
+      await unpinPath(g, await callerOf(g, request), params.cache, params.name);
+      return Response.json({});
+    })
+    .delete("/_api/v1/paths/:cache/:hash", async ({ request, params }) => {
+      const recursive = new URL(request.url).searchParams.get("recursive") === "true";
+      return Response.json(await deletePath(g, await callerOf(g, request), params.cache, params.hash, recursive));
     })
 
     // The Nix binary cache protocol

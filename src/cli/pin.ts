@@ -1,0 +1,85 @@
+import { realpathSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { ApiError, networkError, type ApiClient } from "../client/api.ts";
+import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
+import { UsageError } from "./errors.ts";
+
+/** One JSON call to a garret-specific endpoint, with the client's token and TLS trust. */
+export async function apiJson<T>(api: ApiClient, method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await api.fetch(`${api.base}${path}`, {
+      method,
+      headers: {
+        ...(api.token ? { authorization: `Bearer ${api.token}` } : {}),
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw networkError(api.base, err);
+  }
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON
+  }
+  if (!res.ok) {
+    const e = json as { error?: string; message?: string } | null;
+    throw new ApiError(res.status, e?.error ?? `HTTP${res.status}`, e?.message ?? (text.slice(0, 200) || res.statusText));
+  }
+  return json as T;
+}
+
+/** A store path given as /nix/store/..., or a symlink to one such as ./result. */
+export function storePathArg(arg: string): string {
+  if (arg.startsWith("/nix/store/") || !arg.includes("/") && !arg.startsWith(".")) return arg;
+  try {
+    return realpathSync(arg);
+  } catch {
+    return arg;
+  }
+}
+
+interface PinView {
+  name: string;
+  store_path: string;
+  created_by: string | null;
+  created_at: number;
+}
+
+const USAGE = "usage: garret pin ALIAS:CACHE NAME PATH | garret pin list ALIAS:CACHE [--json] | garret pin remove ALIAS:CACHE NAME";
+
+export async function pinCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv, options: { ...REMOTE_OPTIONS, json: { type: "boolean" } }, allowPositionals: true,
+  });
+  const [first, ...rest] = positionals;
+  const caFile = values["ca-file"];
+  if (first === "list") {
+    if (rest.length !== 1) throw new UsageError(USAGE);
+    const { api, cache } = await resolveRemote(rest[0], { caFile });
+    const { pins } = await apiJson<{ pins: PinView[] }>(api, "GET", `/_api/v1/pins/${encodeURIComponent(cache)}`);
+    if (values.json) process.stdout.write(`${JSON.stringify(pins, null, 2)}\n`);
+    else if (pins.length === 0) process.stdout.write(`no pins in ${cache}\n`);
+    else for (const p of pins) process.stdout.write(`${p.name}\t${p.store_path}\n`);
+    return;
+  }
+  if (first === "remove") {
+    if (rest.length !== 2) throw new UsageError(USAGE);
+    const { api, cache } = await resolveRemote(rest[0], { caFile });
+    await apiJson(api, "DELETE", `/_api/v1/pins/${encodeURIComponent(cache)}/${encodeURIComponent(rest[1]!)}`);
+    process.stdout.write(`✓ Removed pin ${rest[1]} from ${cache}\n`);
+    return;
+  }
+  if (positionals.length !== 3) throw new UsageError(USAGE);
+  const [spec, name, path] = positionals as [string, string, string];
+  const { api, cache } = await resolveRemote(spec, { caFile });
+  const pin = await apiJson<PinView>(api, "PUT", `/_api/v1/pins/${encodeURIComponent(cache)}/${encodeURIComponent(name)}`, {
+    store_path: storePathArg(path),
+  });
+  if (values.json) process.stdout.write(`${JSON.stringify(pin, null, 2)}\n`);
+  else process.stdout.write(`✓ Pinned ${pin.store_path} in ${cache} as ${pin.name}\n`);
+}
