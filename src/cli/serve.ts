@@ -9,6 +9,7 @@ import { tokenSecret } from "../auth/secret.ts";
 import { shutdown, startServer } from "../server/serve.ts";
 import type { Garret } from "../cache/context.ts";
 import { CliError, UsageError } from "./errors.ts";
+import { SERVE_GC_OPTIONS, startCollector } from "../gc/periodic.ts";
 
 function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddress } {
   const { values } = parseArgs({
@@ -16,6 +17,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
     options: {
       config: { type: "string" }, listen: { type: "string" }, data: { type: "string" },
       "public-url": { type: "string" }, compression: { type: "string" }, "compression-level": { type: "string" },
+      ...SERVE_GC_OPTIONS,
     },
   });
   try {
@@ -45,6 +47,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const tokens = new TokenAuthority(secret.secret);
   const g: Garret = { meta, storage, tokens, ingest: config.ingest, publicUrl: "" };
   const log = (line: string) => process.stderr.write(`${line}\n`);
+  const collector = startCollector(g, config, argv, log);
   const running = startServer(g, listen, log);
   g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${running.server.port}`).replace(/\/+$/, "");
   if (secret.created) await printFirstRun(tokens, g.publicUrl, config.dataDir);
@@ -56,6 +59,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     stopping = true;
     log(`${signal}: shutting down`);
     await shutdown(running, SHUTDOWN_GRACE_MS, log);
+    await collector.stop();
     meta.close();
     log("stopped");
     process.exit(0);

@@ -1,0 +1,77 @@
+import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { parse as parseToml } from "smol-toml";
+import type { ServerConfig } from "../config.ts";
+import type { Garret } from "../cache/context.ts";
+import { UsageError } from "../cli/errors.ts";
+import { AccessTracker } from "./access.ts";
+import { collectGarbage, GcBusyError } from "./collect.ts";
+import { accessFlushInterval, gcOptions, type GcOptions } from "./config.ts";
+
+/** Flags of garret serve that belong to the collector. */
+export const SERVE_GC_OPTIONS = {
+  "gc-interval": { type: "string" }, retention: { type: "string" }, "gc-grace": { type: "string" },
+} as const;
+
+function serveGcOptions(argv: string[], config: ServerConfig): GcOptions {
+  const { values } = parseArgs({ args: argv, options: SERVE_GC_OPTIONS, strict: false });
+  let file: Record<string, unknown> = {};
+  if (config.configFile) {
+    try {
+      file = ((parseToml(readFileSync(config.configFile, "utf8")) as Record<string, unknown>).gc ?? {}) as Record<string, unknown>;
+    } catch {
+      // serverConfig already read this file; an unreadable one failed there
+    }
+  }
+  try {
+    return gcOptions({
+      interval: values["gc-interval"] as string | undefined, retention: values.retention as string | undefined,
+      grace: values["gc-grace"] as string | undefined,
+    }, process.env, file);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/**
+ * Inside garret serve: batched access tracking, and a collection every `interval` seconds
+ * (0 = never). A run that finds another collection holding the lock skips its turn.
+ */
+export function startCollector(g: Garret, config: ServerConfig, argv: string[], log: (line: string) => void): { stop(): Promise<void> } {
+  const opts = serveGcOptions(argv, config);
+  const access = new AccessTracker(g.meta, accessFlushInterval());
+  access.start();
+  g.access = access;
+  const tmpDir = config.storage.type === "local" ? join(config.storage.path, ".tmp") : undefined;
+  let running: Promise<void> | null = null;
+  let timer: ReturnType<typeof setInterval> | null = null;
+
+  const runOnce = async (): Promise<void> => {
+    try {
+      await access.flush();
+      const r = await collectGarbage({ meta: g.meta, storage: g.storage, tmpDir }, {
+        ...opts, packSizeLimit: g.ingest.packSizeLimit, log,
+      });
+      if (r.objects + r.nars + r.chunks + r.packs + r.leftovers > 0) {
+        log(`gc: removed ${r.objects} objects, ${r.nars} NARs, ${r.chunks} chunks, ${r.packs} packs (${r.compacted} compacted), ${r.leftovers} leftovers; freed ${r.bytes} bytes`);
+      }
+    } catch (err) {
+      if (!(err instanceof GcBusyError)) log(`gc: failed: ${(err as Error).message}`);
+    }
+  };
+  if (opts.interval > 0) {
+    timer = setInterval(() => {
+      if (!running) running = runOnce().finally(() => (running = null));
+    }, opts.interval * 1000);
+    timer.unref?.();
+  }
+  return {
+    async stop() {
+      if (timer) clearInterval(timer);
+      access.stop();
+      await running;
+      await access.flush().catch(() => {});
+    },
+  };
+}
