@@ -14,6 +14,8 @@ Server:
                                                      collect garbage now (retention, orphans, compaction)
   garret fsck [--repair] [--sample N] [--data DIR | --config FILE]
                                                      check stored bytes; --repair hides damaged paths
+  garret setup [--yes] [--output FILE] [--listen ..] [--storage local|s3] ..
+                                                     wizard: write a config, data dir and first cache
   garret token create --sub NAME --validity 1y [--pull P] [--push P] [--delete P] [--create-cache P]
         [--configure-cache P] [--configure-cache-retention P] [--destroy-cache P] [--data DIR]
 
@@ -44,6 +46,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   login: async () => (await import("./cli/login.ts")).loginCommand,
   cache: async () => (await import("./cli/cache.ts")).cacheCommand,
   push: async () => (await import("./cli/push.ts")).pushCommand,
+  setup: async () => (await import("./cli/setup.ts")).setupCommand,
   gc: async () => (await import("./cli/gc.ts")).gcCommand,
   fsck: async () => (await import("./cli/fsck.ts")).fsckCommand,
   pin: async () => (await import("./cli/pin.ts")).pinCommand,
