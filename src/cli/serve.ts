@@ -45,7 +45,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const meta = new SqliteMetaStore(databasePath(config.dataDir));
   const secret = await tokenSecret(config.dataDir);
   const tokens = new TokenAuthority(secret.secret);
-  const g: Garret = { meta, storage, tokens, ingest: config.ingest, publicUrl: "" };
+  const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };
+  const g: Garret = { meta, storage, tokens, ingest, publicUrl: "" };
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const collector = startCollector(g, config, argv, log);
   const running = startServer(g, listen, log);

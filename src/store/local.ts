@@ -11,6 +11,7 @@ import {
  */
 export class LocalStorage implements Storage {
   readonly kind = "local";
+  readonly preferredPackSize = 64 * 1024 * 1024;
   private readonly tmpDir: string;
 
   constructor(private readonly root: string) {

@@ -22,7 +22,7 @@ export interface S3Settings {
   maxAttempts: number;
 }
 
-export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_PART_SIZE = 32 * 1024 * 1024;
 const MAX_DELETE_BATCH = 1000;
 
 function statusOf(err: unknown): number | undefined {
@@ -55,6 +55,8 @@ export function describeS3Error(err: unknown, bucket: string): string {
  */
 export class S3Storage implements Storage {
   readonly kind = "s3";
+  // With 32 MiB parts: per GiB pushed, 4 packs x (create + complete) + 32 parts = 40 requests.
+  readonly preferredPackSize = 256 * 1024 * 1024;
   readonly client: S3Client;
 
   constructor(readonly settings: S3Settings) {
@@ -137,11 +139,18 @@ export class S3Storage implements Storage {
   }
 }
 
+/**
+ * Streams one object up. Two part buffers: one fills while the previous part uploads, so the
+ * network and the upload pipeline overlap; a third part waits for the second, which is the
+ * backpressure. Memory: two parts per writer.
+ */
 class S3Writer implements StorageWriter {
   bytesWritten = 0;
   private buffer: Uint8Array;
+  private spare: Uint8Array | null = null;
   private filled = 0;
   private uploadId: string | null = null;
+  private inFlight: Promise<void> | null = null;
   private readonly parts: { ETag: string; PartNumber: number }[] = [];
 
   constructor(private readonly s3: S3Storage, private readonly key: string) {
@@ -159,38 +168,56 @@ class S3Writer implements StorageWriter {
       this.buffer.set(data.subarray(offset, offset + take), this.filled);
       this.filled += take;
       offset += take;
-      // Awaiting the part upload here is the backpressure: the reader waits while S3 is slow.
-      if (this.filled === this.buffer.length) await this.flushPart();
+      if (this.filled === this.buffer.length) await this.startPart();
     }
     this.bytesWritten += data.length;
   }
 
-  private async flushPart(): Promise<void> {
-    try {
-      if (!this.uploadId) {
+  /** Waits for the part in flight, then sends the full buffer and swaps in the other one. */
+  private async startPart(): Promise<void> {
+    await this.settle();
+    if (!this.uploadId) {
+      try {
         const res = await this.s3.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.key }));
         this.uploadId = res.UploadId!;
+      } catch (err) {
+        throw new StorageError(describeS3Error(err, this.bucket));
       }
-      const PartNumber = this.parts.length + 1;
-      const res = await this.s3.client.send(new UploadPartCommand({
-        Bucket: this.bucket, Key: this.key, UploadId: this.uploadId, PartNumber,
-        Body: this.buffer.subarray(0, this.filled), ContentLength: this.filled,
-      }));
-      this.parts.push({ ETag: res.ETag!, PartNumber });
-      this.filled = 0;
-    } catch (err) {
-      throw new StorageError(describeS3Error(err, this.bucket));
     }
+    const PartNumber = this.parts.length + 1;
+    this.parts.push({ ETag: "", PartNumber });
+    const body = this.buffer.subarray(0, this.filled);
+    const sent = this.buffer;
+    this.inFlight = this.s3.client.send(new UploadPartCommand({
+      Bucket: this.bucket, Key: this.key, UploadId: this.uploadId, PartNumber, Body: body, ContentLength: body.length,
+    })).then((res) => {
+      this.parts[PartNumber - 1]!.ETag = res.ETag!;
+      this.spare = sent;
+    }, (err) => {
+      throw new StorageError(describeS3Error(err, this.bucket));
+    });
+    this.inFlight.catch(() => {}); // surfaced by settle()
+    this.buffer = this.spare ?? new Uint8Array(this.s3.settings.partSize);
+    this.spare = null;
+    this.filled = 0;
+  }
+
+  private async settle(): Promise<void> {
+    const p = this.inFlight;
+    this.inFlight = null;
+    if (p) await p;
   }
 
   async commit(): Promise<void> {
     try {
+      await this.settle();
       if (!this.uploadId) {
         await this.s3.client.send(new PutObjectCommand({
           Bucket: this.bucket, Key: this.key, Body: this.buffer.subarray(0, this.filled), ContentLength: this.filled,
         }));
       } else {
-        if (this.filled > 0) await this.flushPart();
+        if (this.filled > 0) await this.startPart();
+        await this.settle();
         await this.s3.client.send(new CompleteMultipartUploadCommand({
           Bucket: this.bucket, Key: this.key, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts },
         }));
@@ -200,11 +227,14 @@ class S3Writer implements StorageWriter {
       throw new StorageError(describeS3Error(err, this.bucket));
     } finally {
       this.buffer = new Uint8Array(0);
+      this.spare = null;
     }
   }
 
   async abort(): Promise<void> {
     this.buffer = new Uint8Array(0);
+    this.spare = null;
+    await this.settle().catch(() => {});
     if (!this.uploadId) return;
     await this.s3.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: this.uploadId }))
       .catch(() => {}); // best effort: S3 lifecycle rules or the collector clean up the rest

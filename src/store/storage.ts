@@ -20,6 +20,11 @@ export interface StorageWriter {
 
 export interface Storage {
   readonly kind: string;
+  /**
+   * Pack size that suits the backend: on object stores, bigger packs mean fewer requests per GiB
+   * (each pack is one multipart upload), which is what they bill.
+   */
+  readonly preferredPackSize: number;
   createWriter(key: string): Promise<StorageWriter>;
   /** Reads a whole object or a range of it into memory; callers keep ranges bounded. */
   read(key: string, range?: ByteRange): Promise<Uint8Array>;
