@@ -1,0 +1,61 @@
+import { encodeBase32 } from "../../src/nix/base32.ts";
+import { garretCmd } from "../helpers/server.ts";
+import { run } from "../helpers/nix.ts";
+import { openDb } from "../helpers/api.ts";
+
+export interface GcReport {
+  dry_run: boolean;
+  objects: number;
+  nars: number;
+  chunks: number;
+  packs: number;
+  compacted: number;
+  leftovers: number;
+  bytes: number;
+}
+
+/** Runs `garret gc --data DIR --json [args]` and returns its report. */
+export function runGc(dataDir: string, args: string[] = [], env: Record<string, string> = {}): GcReport {
+  const r = run(garretCmd("gc", "--data", dataDir, "--json", ...args), { env: { GARRET_GC_GRACE: "0", ...env } });
+  if (r.code !== 0) throw new Error(`garret gc failed (${r.code}): ${r.stderr}${r.stdout}`);
+  return JSON.parse(r.stdout) as GcReport;
+}
+
+/** Environment for servers under test: no periodic GC unless asked, accesses flushed quickly. */
+export const GC_TEST_ENV = { GARRET_GC_INTERVAL: "0", GARRET_ACCESS_FLUSH_INTERVAL: "0.2", GARRET_GC_GRACE: "0" };
+
+export function randomStorePath(name: string): string {
+  return `/nix/store/${encodeBase32(crypto.getRandomValues(new Uint8Array(20)))}-${name}`;
+}
+
+export const sha256Hex = (b: Uint8Array): string => new Bun.CryptoHasher("sha256").update(b).digest("hex");
+
+/** Uploads a NAR held in memory under any store path (it need not exist locally). */
+export function uploadNar(url: string, token: string, cache: string, storePath: string, nar: Uint8Array, references: string[] = []): Promise<Response> {
+  return fetch(`${url}/_api/v1/upload-path`, {
+    method: "PUT",
+    headers: {
+      authorization: `Bearer ${token}`,
+      "x-attic-nar-info": JSON.stringify({
+        cache, store_path_hash: storePath.split("/").pop()!.slice(0, 32), store_path: storePath, references,
+        nar_hash: `sha256:${sha256Hex(nar)}`, nar_size: nar.length,
+      }),
+    },
+    body: nar,
+  });
+}
+
+export function count(dataDir: string, sql: string, ...params: (string | number)[]): number {
+  const db = openDb(dataDir);
+  try {
+    return (db.query(sql).get(...params) as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+export async function narinfoStatus(url: string, token: string, cache: string, path: string): Promise<number> {
+  const res = await fetch(`${url}/${cache}/${path.split("/").pop()!.slice(0, 32)}.narinfo`, { headers: { authorization: `Bearer ${token}` } });
+  await res.arrayBuffer();
+  return res.status;
+}
