@@ -8,7 +8,7 @@ import { nowSeconds, uploadLeaseTtl } from "./config.ts";
  */
 export async function withUploadLease<T>(meta: MetaStore, fn: () => Promise<T>, ttl = uploadLeaseTtl()): Promise<T> {
   const id = await meta.acquireUploadLease(nowSeconds(), ttl);
-  const timer = setInterval(() => void meta.renewUploadLease(id, nowSeconds(), ttl).catch(() => {}), Math.max(1, ttl / 3) * 1000);
+  const timer = setInterval(() => void meta.renewUploadLease(id, nowSeconds(), ttl).catch(() => {}), Math.max(0.2, ttl / 3) * 1000);
   try {
     return await fn();
   } finally {
