@@ -1,6 +1,9 @@
 import { parseArgs } from "node:util";
-import { resolveRemote } from "./remote.ts";
-import { UsageError } from "./errors.ts";
+import { ApiClient, ApiError } from "../client/api.ts";
+import { loadClientConfig, rememberCache } from "../client/config.ts";
+import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
+import { confirm, interactive } from "./prompt.ts";
+import { CliError, UsageError } from "./errors.ts";
 
 interface CacheConfigView {
   substituter_endpoint: string;
@@ -20,6 +23,7 @@ const OPTIONS = {
   "regenerate-keypair": { type: "boolean" },
   json: { type: "boolean" },
   yes: { type: "boolean" },
+  ...REMOTE_OPTIONS,
 } as const;
 
 function settingsFrom(values: Record<string, unknown>): Record<string, unknown> {
@@ -50,23 +54,81 @@ function printInfo(cache: string, c: CacheConfigView): void {
   ].join("\n") + "\n");
 }
 
+interface ListedCache {
+  server: string;
+  name: string;
+  /** "ok", or why the cache could not be read ("missing": gone or no longer visible to the token). */
+  status: string;
+  is_public?: boolean;
+  public_key?: string;
+  substituter_endpoint?: string;
+}
+
+/**
+ * `garret cache list [ALIAS]`: the caches this client knows on each server (created, used or pushed
+ * to from here), each checked against the server. Attic's API has no listing endpoint.
+ */
+async function listCaches(aliasFilter: string | undefined, json: boolean, caFile: string | undefined): Promise<void> {
+  const config = await loadClientConfig();
+  const aliases = aliasFilter ? [aliasFilter] : Object.keys(config.servers).sort();
+  if (aliasFilter && !config.servers[aliasFilter]) throw new CliError(`unknown server alias ${JSON.stringify(aliasFilter)}; run: garret login ${aliasFilter} URL TOKEN`);
+  const rows: ListedCache[] = [];
+  for (const alias of aliases) {
+    const server = config.servers[alias]!;
+    const api = new ApiClient(server, { caFile, retry: { retries: 1, baseMs: 200, maxMs: 1000 } });
+    rows.push(...await Promise.all((server.caches ?? []).map(async (name): Promise<ListedCache> => {
+      try {
+        const c = await api.getCache<CacheConfigView>(name);
+        return { server: alias, name, status: "ok", is_public: c.is_public, public_key: c.public_key, substituter_endpoint: c.substituter_endpoint };
+      } catch (err) {
+        if (err instanceof ApiError && err.error === "NoSuchCache") return { server: alias, name, status: "missing" };
+        return { server: alias, name, status: err instanceof ApiError ? err.error : "error" };
+      }
+    })));
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    return;
+  }
+  if (rows.length === 0) {
+    process.stdout.write("No caches known yet: garret cache create, use or push remembers them.\n");
+    return;
+  }
+  const table = [["CACHE", "PUBLIC", "STATUS", "ENDPOINT"], ...rows.map((r) => [
+    `${r.server}:${r.name}`, r.is_public === undefined ? "-" : r.is_public ? "yes" : "no", r.status, r.substituter_endpoint ?? "-",
+  ])];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  for (const row of table) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()}\n`);
+}
+
 export async function cacheCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   // garret cache rm: removing one path (garbage collection, issue 5)
   if (sub === "rm") return (await import("./cache-rm.ts")).cacheRmCommand(rest);
   const { values, positionals } = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true });
-  const { api, cache } = await resolveRemote(positionals[0]);
+  if (sub === "list") {
+    if (positionals.length > 1) throw new UsageError("usage: garret cache list [ALIAS] [--json]");
+    return listCaches(positionals[0], values.json === true, values["ca-file"]);
+  }
+  if (!["create", "info", "configure", "destroy"].includes(sub ?? "")) {
+    throw new UsageError("usage: garret cache list|create|info|configure|destroy|rm ALIAS:CACHE [options]");
+  }
+  const { api, cache, alias } = await resolveRemote(positionals[0], { caFile: values["ca-file"] });
   const out = (c: CacheConfigView) => (values.json ? process.stdout.write(`${JSON.stringify(c, null, 2)}\n`) : printInfo(cache, c));
   switch (sub) {
     case "create": {
       const body = { keypair: "Generate", is_public: false, ...settingsFrom(values) };
       const c = await api.createCache<CacheConfigView>(cache, body);
+      await rememberCache(alias, cache, true);
       if (values.json) out(c);
       else process.stdout.write(`✓ Created cache ${cache}\n  Public Key: ${c.public_key}\n`);
       return;
     }
-    case "info":
-      return void out(await api.getCache<CacheConfigView>(cache));
+    case "info": {
+      const c = await api.getCache<CacheConfigView>(cache);
+      await rememberCache(alias, cache, true);
+      return void out(c);
+    }
     case "configure": {
       const body = settingsFrom(values);
       if (Object.keys(body).length === 0) throw new UsageError("nothing to configure: pass --public, --private, --priority N, ...");
@@ -75,11 +137,17 @@ export async function cacheCommand(argv: string[]): Promise<void> {
       else process.stdout.write(`✓ Configured cache ${cache}\n`);
       return;
     }
-    case "destroy":
+    case "destroy": {
+      // On a terminal, ask first (--yes skips); scripts without a terminal are not asked.
+      if (!values.yes && interactive()) {
+        if (!(await confirm(`Destroy cache ${cache} on ${alias} (${api.base})? Its paths will no longer be served.`))) {
+          throw new CliError(`not destroying ${cache}`);
+        }
+      }
       await api.destroyCache(cache);
+      await rememberCache(alias, cache, false);
       process.stdout.write(`✓ Destroyed cache ${cache}\n`);
       return;
-    default:
-      throw new UsageError("usage: garret cache create|info|configure|destroy ALIAS:CACHE [options]");
+    }
   }
 }

@@ -165,3 +165,43 @@ export function startProxy(upstream: string, failUpload: (hash: string, attempt:
     stop: () => server.stop(true),
   };
 }
+
+const shellQuote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * Runs a command on a pseudo-terminal (util-linux `script`), answering prompts: each step waits
+ * until the output so far matches, then types `send`. Returns everything the terminal showed.
+ */
+export async function inPty(cmd: string[], env: Record<string, string>, steps: { waitFor: string | RegExp; send: string }[] = [],
+  timeoutMs = 30000): Promise<{ code: number; out: string }> {
+  const proc = Bun.spawn(["script", "-q", "-e", "-c", cmd.map(shellQuote).join(" "), "/dev/null"], {
+    stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { ...process.env, TERM: "xterm", ...env },
+  });
+  let out = "";
+  const reader = proc.stdout.getReader();
+  const decoder = new TextDecoder();
+  const pump = (async () => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      out += decoder.decode(value, { stream: true });
+    }
+  })();
+  const deadline = Date.now() + timeoutMs;
+  for (const step of steps) {
+    const seen = () => (typeof step.waitFor === "string" ? out.includes(step.waitFor) : step.waitFor.test(out));
+    while (!seen()) {
+      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no ${String(step.waitFor)} on the terminal; got:\n${out}`);
+      await Bun.sleep(20);
+    }
+    await Bun.sleep(50);
+    proc.stdin.write(step.send);
+    proc.stdin.flush();
+  }
+  const timer = setTimeout(() => proc.kill("SIGKILL"), Math.max(1000, deadline - Date.now()));
+  const code = await proc.exited;
+  clearTimeout(timer);
+  await pump;
+  proc.stdin.end();
+  return { code, out };
+}
