@@ -21,8 +21,21 @@ Server:
 
 Client:
   garret login ALIAS URL [TOKEN]                     remember a server and its token
+        [--set-default] [--ca-file FILE]            (without TOKEN or GARRET_TOKEN: asked for, not echoed)
   garret cache create|info|configure|destroy ALIAS:CACHE [--public] [--priority N] [--json]
+        [--yes]                                      (destroy asks first on a terminal)
+  garret cache list [ALIAS] [--json]                 caches this client knows, checked on the server
   garret push ALIAS:CACHE PATH...                    push store paths and their closures
+        [-j N] [--stdin] [--json] [--ignore-upstream-cache-filter] [--compression auto|zstd|none]
+        [--limit-rate 20M] [--retries N]
+  garret use ALIAS:CACHE [--nix-conf FILE] [--netrc FILE] [--dry-run]
+                                                     make Nix substitute from a cache (nix.conf, netrc)
+  garret watch-store ALIAS:CACHE [-j N] [--interval SECONDS]
+                                                     push every new store path as it appears
+  garret queue ALIAS:CACHE [PATH...]                 spool $OUT_PATHS for a later push (post-build-hook)
+  garret queue --drain | --worker | --list [--state-dir DIR]
+                                                     upload what is spooled: once, or forever
+  (client commands that reach a server take --ca-file FILE; SSL_CERT_FILE and NODE_EXTRA_CA_CERTS work too)
   garret cache rm ALIAS:CACHE PATH [--recursive]     remove a path from a cache
   garret pin ALIAS:CACHE NAME PATH                   keep a path and its closure regardless of retention
   garret pin list|remove ALIAS:CACHE [NAME]
@@ -46,6 +59,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   login: async () => (await import("./cli/login.ts")).loginCommand,
   cache: async () => (await import("./cli/cache.ts")).cacheCommand,
   push: async () => (await import("./cli/push.ts")).pushCommand,
+  use: async () => (await import("./cli/use.ts")).useCommand,
+  queue: async () => (await import("./cli/queue.ts")).queueCommand,
+  "watch-store": async () => (await import("./cli/watch.ts")).watchStoreCommand,
   setup: async () => (await import("./cli/setup.ts")).setupCommand,
   gc: async () => (await import("./cli/gc.ts")).gcCommand,
   fsck: async () => (await import("./cli/fsck.ts")).fsckCommand,
