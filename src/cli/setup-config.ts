@@ -128,7 +128,7 @@ export function renderConfig(a: SetupAnswers, opts: { redact?: boolean } = {}): 
     "# Database: embedded SQLite at <data-dir>/garret.db (PostgreSQL support comes later).",
     "",
     "[compression]",
-    `type = ${str(a.compression)}          # zstd | br | none`,
+    `type = ${str(a.compression).padEnd(8)} # zstd | br | none`,
   ];
   const level = compressionLevelFor(a.compression, a.compressionLevel);
   if (level !== null) lines.push(`level = ${level}`);

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -289,9 +289,13 @@ async function collect(ask: Asker, f: Flags): Promise<SetupAnswers> {
 
 /** Writes the file atomically (temporary file, then rename), mode 0600, after checking it loads. */
 function writeConfig(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode: 0o600, flag: "w" });
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(tmp, text, { mode: 0o600, flag: "w" });
+  } catch (err) {
+    throw new CliError(`cannot write ${path}: ${(err as Error).message}`);
+  }
   try {
     chmodSync(tmp, 0o600);
     serverConfig({ config: tmp }, {});
@@ -301,7 +305,7 @@ function writeConfig(path: string, text: string): void {
       unlinkSync(tmp);
     } catch { /* already gone */ }
     if (err instanceof ConfigError) throw new CliError(`the generated config does not load (a bug in garret setup): ${err.message}`);
-    throw err;
+    throw new CliError(`cannot write ${path}: ${(err as Error).message}`);
   }
 }
 
@@ -360,6 +364,7 @@ export async function setupCommand(argv: string[]): Promise<void> {
   const configPath = resolve(f.output ?? f.config ?? DEFAULT_CONFIG_FILE);
   const refuse = () => new CliError(`${configPath} already exists; pass --force to overwrite it`);
   if (existsSync(configPath) && !f.force) throw refuse();
+  if (existsSync(configPath) && statSync(configPath).isDirectory()) throw new UsageError(`--output: ${configPath} is a directory`);
   const alias = f.alias ?? "garret";
   if (!/^[A-Za-z0-9_-]+$/.test(alias)) throw new UsageError("--alias: letters, digits, - and _");
 
@@ -387,11 +392,8 @@ export async function setupCommand(argv: string[]): Promise<void> {
   const steps = nextSteps(configPath, answers, alias, cache, token);
   const done = `Wrote ${configPath} (mode 0600); data in ${answers.dataDir}; `
     + (created ? `created cache ${cache.name}.` : `cache ${cache.name} already existed and was kept as it is.`);
-  if (ask.interactive) {
-    p.log.success(done);
-    p.note(steps, "Next steps");
-    p.outro("Done.");
-  } else {
-    process.stdout.write(`${done}\n\n${steps}\n`);
-  }
+  // Plain lines, not a clack box: the token must survive copy and paste unwrapped.
+  if (ask.interactive) p.outro(done);
+  else process.stdout.write(`${done}\n`);
+  process.stdout.write(`\n${steps}\n`);
 }
