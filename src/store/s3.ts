@@ -40,7 +40,8 @@ export function describeS3Error(err: unknown, bucket: string): string {
   const status = statusOf(err);
   if (name === "NoSuchBucket" || (status === 404 && name === "NotFound")) return `S3 bucket ${JSON.stringify(bucket)} does not exist`;
   if (["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "CredentialsProviderError"].includes(name) || status === 403) {
-    return `S3 rejected the credentials for bucket ${JSON.stringify(bucket)} (${name}): check the access key and secret`;
+    const detail = name === "Unknown" || name === "Forbidden" ? `HTTP ${status ?? 403}` : name;
+    return `S3 rejected the credentials for bucket ${JSON.stringify(bucket)} (${detail}): check the access key and secret`;
   }
   if (err instanceof S3ServiceException) return `S3 error ${name}${status ? ` (HTTP ${status})` : ""}: ${err.message}`;
   return `cannot reach S3: ${(err as Error).message ?? String(err)}`;
