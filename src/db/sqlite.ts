@@ -191,7 +191,7 @@ export class SqliteMetaStore implements MetaStore {
   async touchObjects(cacheId: number, hashes: string[], at: number): Promise<void> {
     this.db.transaction(() => {
       for (const h of hashes) this.stmt.touch!.run(at, cacheId, h);
-    })();
+    }).immediate();
   }
 
   async findChunk(hash: string): Promise<IndexedChunk | null> {
@@ -269,7 +269,9 @@ export class SqliteMetaStore implements MetaStore {
         JSON.stringify(o.references), o.system, o.deriver, o.ca, JSON.stringify(o.sigs),
         o.serverSig, o.serverSigKey, o.createdBy, t, t);
       return { narId, narExisted: existing !== null && existing.state === "valid" };
-    })();
+    // IMMEDIATE: take the write lock before the first read. A deferred transaction that reads and
+    // then writes fails at once with SQLITE_BUSY when another process (garret gc) wrote meanwhile.
+    }).immediate();
   }
 
   // --- Garbage collection
@@ -462,7 +464,7 @@ export class SqliteMetaStore implements MetaStore {
     return this.db.transaction(() => {
       const del = this.db.query("DELETE FROM objects WHERE cache_id = ? AND store_path_hash = ?");
       return hashes.reduce((n, h) => n + del.run(cacheId, h).changes, 0);
-    })();
+    }).immediate();
   }
 
   async visibleObjects(): Promise<VisibleObject[]> {

@@ -31,7 +31,10 @@ export function randomStorePath(name: string): string {
 export const sha256Hex = (b: Uint8Array): string => new Bun.CryptoHasher("sha256").update(b).digest("hex");
 
 /** Uploads a NAR held in memory under any store path (it need not exist locally). */
-export function uploadNar(url: string, token: string, cache: string, storePath: string, nar: Uint8Array, references: string[] = []): Promise<Response> {
+export function uploadNar(
+  url: string, token: string, cache: string, storePath: string, nar: Uint8Array, references: string[] = [],
+  body: BodyInit = nar,
+): Promise<Response> {
   return fetch(`${url}/_api/v1/upload-path`, {
     method: "PUT",
     headers: {
@@ -41,7 +44,7 @@ export function uploadNar(url: string, token: string, cache: string, storePath: 
         nar_hash: `sha256:${sha256Hex(nar)}`, nar_size: nar.length,
       }),
     },
-    body: nar,
+    body,
   });
 }
 
