@@ -1,0 +1,82 @@
+import { parseArgs } from "node:util";
+import { Spool, stateDir } from "../client/spool.ts";
+import { UsageError } from "./errors.ts";
+
+const USAGE = "usage: garret queue ALIAS:CACHE [PATH...] (paths default to $OUT_PATHS) | garret queue --drain | --worker | --list";
+
+/**
+ * The outputs a post-build-hook is called for: $OUT_PATHS, or, when that is empty (Nix 2.8.0 passes
+ * it empty), the outputs of $DRV_PATH.
+ */
+function hookOutputs(env = process.env): string[] {
+  const out = (env.OUT_PATHS ?? "").split(/\s+/).filter(Boolean);
+  if (out.length > 0 || !env.DRV_PATH) return out;
+  const q = Bun.spawnSync(["nix-store", "--query", "--outputs", env.DRV_PATH], { stderr: "pipe" });
+  if (q.exitCode !== 0) throw new Error(`OUT_PATHS is empty and nix-store --query --outputs ${env.DRV_PATH} failed: ${q.stderr.toString().trim().split("\n").pop()}`);
+  return q.stdout.toString().split("\n").map((l) => l.trim()).filter(Boolean);
+}
+
+/**
+ * `garret queue ALIAS:CACHE`: for Nix's post-build-hook. Appends $OUT_PATHS (or the given paths)
+ * to the durable spool and returns. It never fails: a hook that exits non-zero would fail the
+ * build, and a cache being down is no reason for that. Problems are reported on stderr.
+ */
+function enqueue(argv: string[]): void {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { "state-dir": { type: "string" } } });
+    const [target, ...args] = positionals;
+    if (!target || !/^[^:\s]*:?[A-Za-z0-9][A-Za-z0-9\-_+]*$/.test(target)) throw new UsageError(USAGE);
+    const paths = args.length > 0 ? args : hookOutputs();
+    if (paths.length === 0) {
+      process.stderr.write("garret queue: no paths (OUT_PATHS and DRV_PATH are empty), nothing queued\n");
+      return;
+    }
+    const spool = Spool.open(values["state-dir"] ?? stateDir());
+    try {
+      const added = spool.enqueue(target, paths);
+      process.stderr.write(`garret queue: queued ${added} path(s) for ${target}${added < paths.length ? ` (${paths.length - added} already queued)` : ""}\n`);
+    } finally {
+      spool.close();
+    }
+  } catch (err) {
+    process.stderr.write(`garret queue: ${(err as Error).message} (the build goes on; nothing was queued)\n`);
+  }
+}
+
+export async function queueCommand(argv: string[]): Promise<void> {
+  const mode = argv.find((a) => a === "--drain" || a === "--worker" || a === "--list");
+  if (!mode) return enqueue(argv);
+
+  const { PUSH_OPTIONS, pushOptionsFrom } = await import("./push.ts");
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: {
+      ...PUSH_OPTIONS, drain: { type: "boolean" }, worker: { type: "boolean" }, list: { type: "boolean" },
+      "state-dir": { type: "string" }, interval: { type: "string" },
+    },
+  });
+  if (positionals.length > 0) throw new UsageError(USAGE);
+  if ([values.drain, values.worker, values.list].filter(Boolean).length > 1) throw new UsageError("--drain, --worker and --list exclude each other");
+  const spool = Spool.open(values["state-dir"] ?? stateDir());
+  try {
+    if (values.list) {
+      const entries = spool.pending(1_000_000);
+      if (values.json) process.stdout.write(`${JSON.stringify(entries)}\n`);
+      else if (entries.length === 0) process.stdout.write(`The queue is empty (${spool.path}).\n`);
+      else for (const e of entries) process.stdout.write(`${e.target} ${e.path}${e.attempts ? ` (${e.attempts} failed attempts: ${e.lastError})` : ""}\n`);
+      return;
+    }
+    const interval = values.interval === undefined ? 1 : Number(values.interval);
+    if (!(interval > 0 && interval <= 3600)) throw new UsageError("--interval must be a number of seconds, more than 0");
+    const { runWorker } = await import("./queue-worker.ts");
+    await runWorker(spool, {
+      forever: values.worker === true,
+      intervalMs: interval * 1000,
+      pushOptions: pushOptionsFrom(values),
+      caFile: values["ca-file"],
+      json: values.json === true,
+    });
+  } finally {
+    spool.close();
+  }
+}
