@@ -33,7 +33,7 @@ describe("queue", () => {
     const stateDir = tempDir("garret-spool-");
     const env = { ...client.env, GARRET_STATE_DIR: stateDir };
     const hook = join(tempDir("garret-hook-"), "upload-to-garret.sh");
-    writeFileSync(hook, `#!/bin/sh\nexport XDG_CONFIG_HOME='${env.XDG_CONFIG_HOME}' GARRET_STATE_DIR='${stateDir}'\n`
+    writeFileSync(hook, `#!/bin/sh\nexport XDG_CONFIG_HOME='${client.env.XDG_CONFIG_HOME}' GARRET_STATE_DIR='${stateDir}'\n`
       + `exec '${BUN}' '${join(REPO, "src/main.ts")}' queue local:${cache}\n`);
     chmodSync(hook, 0o755);
 
