@@ -20,6 +20,8 @@ export interface CacheConfigView {
   priority: number;
   upstream_cache_key_names: string[];
   retention_period: RetentionPeriod;
+  /** garret extension: stored bytes kept before least recently used closures go; null = none. */
+  quota_bytes: number | null;
 }
 
 export function publicKeyOf(cache: CacheRecord): string {
@@ -36,6 +38,7 @@ export function cacheConfigView(g: Garret, cache: CacheRecord): CacheConfigView 
     priority: cache.priority,
     upstream_cache_key_names: cache.upstreamCacheKeyNames,
     retention_period: cache.retentionPeriod === null ? "Global" : { Period: cache.retentionPeriod },
+    quota_bytes: cache.quotaBytes,
   };
 }
 
@@ -62,6 +65,15 @@ function parseRetention(v: unknown): number | null | undefined {
   throw new GarretError("RequestError", 'retention_period must be "Global" or {"Period": seconds}');
 }
 
+/** quota_bytes: a non-negative integer, or null to remove the quota. */
+function parseQuota(body: Json): number | null | undefined {
+  if (!("quota_bytes" in body)) return undefined;
+  const v = body.quota_bytes;
+  if (v === null) return null;
+  if (isInt(v) && v >= 0) return v;
+  throw new GarretError("RequestError", "quota_bytes must be a non-negative integer or null");
+}
+
 /** Resolves the `keypair` field: "Generate" or {"Keypair": "<nix secret key>"}. */
 async function resolveKeypair(v: unknown, cacheName: string): Promise<string | undefined> {
   if (v === undefined) return undefined;
@@ -85,8 +97,9 @@ function parsePriority(body: Json): number | undefined {
 export async function createCache(g: Garret, caller: Caller, name: string, body: Json): Promise<CacheRecord> {
   await authorizeCreate(g, caller, name);
   const retention = parseRetention(body.retention_period);
-  if (retention !== undefined && !effectivePermission(caller, null, name).configureCacheRetention) {
-    throw new GarretError("Forbidden", "Setting retention_period needs the configure-cache-retention permission.");
+  const quota = parseQuota(body);
+  if ((retention !== undefined || quota !== undefined) && !effectivePermission(caller, null, name).configureCacheRetention) {
+    throw new GarretError("Forbidden", "Setting retention_period or quota_bytes needs the configure-cache-retention permission.");
   }
   const storeDir = field(body, "store_dir", isString, "a string") ?? DEFAULT_STORE_DIR;
   if (!/^\/[^\0]*[^/]$/.test(storeDir)) throw new GarretError("RequestError", "store_dir must be an absolute path");
@@ -98,14 +111,16 @@ export async function createCache(g: Garret, caller: Caller, name: string, body:
     upstreamCacheKeyNames: field(body, "upstream_cache_key_names", isStringList, "a list of strings") ?? DEFAULT_UPSTREAM_KEYS,
     signingKey: (await resolveKeypair(body.keypair ?? "Generate", name))!,
     retentionPeriod: retention ?? null,
+    quotaBytes: quota ?? null,
   });
 }
 
 export async function configureCache(g: Garret, caller: Caller, name: string, body: Json): Promise<CacheRecord> {
   const retention = parseRetention(body.retention_period);
-  const others = Object.keys(body).filter((k) => k !== "retention_period");
+  const quota = parseQuota(body);
+  const others = Object.keys(body).filter((k) => k !== "retention_period" && k !== "quota_bytes");
   let cache = await authorize(g, caller, name, others.length > 0 ? "configureCache" : "configureCacheRetention");
-  if (retention !== undefined && others.length > 0) cache = await authorize(g, caller, name, "configureCacheRetention");
+  if ((retention !== undefined || quota !== undefined) && others.length > 0) cache = await authorize(g, caller, name, "configureCacheRetention");
   const patch: CachePatch = {
     isPublic: field(body, "is_public", isBool, "a boolean"),
     storeDir: field(body, "store_dir", isString, "a string"),
@@ -113,6 +128,7 @@ export async function configureCache(g: Garret, caller: Caller, name: string, bo
     upstreamCacheKeyNames: field(body, "upstream_cache_key_names", isStringList, "a list of strings"),
     signingKey: await resolveKeypair(body.keypair, name),
     retentionPeriod: retention,
+    quotaBytes: quota,
   };
   return (await g.meta.updateCache(cache.name, patch))!;
 }

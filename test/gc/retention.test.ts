@@ -106,3 +106,26 @@ describe("retention", () => {
     expect(await status("global", c.dep)).toBe(200);
   }, 60000);
 });
+
+describe("quota", () => {
+  test("over quota, the least recently used unpinned closure goes first, whole", async () => {
+    await createCache(server.url, token, "quota", { retention_period: { Period: 0 } });
+    const MiB = 1024 * 1024;
+    const older = buildClosure(uniqueTag(), { bigBytes: MiB });
+    const newer = buildClosure(uniqueTag(), { bigBytes: MiB });
+    await push("quota", older);
+    await push("quota", newer);
+    await Bun.sleep(1100);
+    await narinfoOf(server.url, "quota", newer.top, token);
+    await Bun.sleep(500);
+    const patch = await fetch(`${server.url}/_api/v1/cache-config/quota`, {
+      method: "PATCH", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ quota_bytes: Math.floor(1.5 * MiB) }),
+    });
+    expect(patch.status).toBe(200);
+    expect(((await patch.json()) as { quota_bytes: number }).quota_bytes).toBe(Math.floor(1.5 * MiB));
+    expect(runGc(server.dataDir).objects).toBe(2);
+    for (const p of [older.top, older.dep]) expect(await status("quota", p)).toBe(404);
+    for (const p of [newer.top, newer.dep]) expect(await status("quota", p)).toBe(200);
+  }, 60000);
+});
