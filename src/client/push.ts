@@ -51,8 +51,11 @@ export interface PushOptions {
   compression?: Compression;
   limiter?: RateLimiter;
   retry?: RetryPolicy;
-  /** Paths known to be in the cache already (watch-store's memory): neither asked about nor sent. */
-  known?: ReadonlySet<string>;
+  /**
+   * Paths known to be in the cache already (watch-store's memory): neither asked about nor sent.
+   * The push adds every path it finds or puts in the cache (or skips as upstream) to this set.
+   */
+  known?: Set<string>;
   events?: Partial<PushEvents>;
 }
 
@@ -152,6 +155,10 @@ export async function push(api: ApiClient, cache: string, paths: string[], opts:
   const candidates = closure.filter((p) => !signedByUpstream(p, upstreamKeys) && !opts.known?.has(p.path));
   const missing = await missingOf(api, cache, candidates);
   const todo = candidates.filter((p) => missing.has(storePathHash(p.path)));
+  if (opts.known) {
+    for (const p of upstream) opts.known.add(p.path);
+    for (const p of candidates) if (!missing.has(storePathHash(p.path))) opts.known.add(p.path);
+  }
 
   const summary: PushSummary = {
     closure: closure.length, upstream: upstream.length, alreadyCached: closure.length - upstream.length - todo.length,
@@ -187,6 +194,7 @@ export async function push(api: ApiClient, cache: string, paths: string[], opts:
   };
   const succeed = (p: LocalPathInfo, answer: UploadAnswer): void => {
     settled.add(p.path);
+    opts.known?.add(p.path);
     if (answer.kind === "Deduplicated") summary.deduplicated++;
     else summary.uploaded++;
     summary.bytes += p.narSize;

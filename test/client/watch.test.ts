@@ -1,0 +1,76 @@
+/**
+ * garret watch-store (issue 6, acceptance 5): a path built after the watcher started reaches the
+ * cache within a few seconds, with its closure; what existed before is left alone.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import type { Subprocess } from "bun";
+import { buildClosure, requireNix, runOk, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { createCache, garretCmd, startServer, type TestServer } from "../helpers/server.ts";
+import { storeHashOf } from "../helpers/api.ts";
+import { loginClient, waitFor, type Client } from "./helpers.ts";
+
+requireNix();
+
+let server: TestServer;
+let client: Client;
+let watcher: Subprocess | null = null;
+
+beforeAll(async () => {
+  server = await startServer();
+  client = loginClient(server);
+});
+
+afterAll(async () => {
+  if (watcher && watcher.exitCode === null) {
+    watcher.kill("SIGKILL");
+    await watcher.exited;
+  }
+  await server?.stop();
+});
+
+const status = async (cache: string, path: string): Promise<number> =>
+  (await fetch(`${server.url}/${cache}/${storeHashOf(path)}.narinfo`, { headers: { authorization: `Bearer ${client.token}` } })).status;
+
+describe("watch-store", () => {
+  test("pushes a closure built after it started within a few seconds, and nothing older", async () => {
+    const cache = `watch-${uniqueTag()}`;
+    await createCache(server.url, client.token, cache);
+    const before = buildClosure(uniqueTag());
+
+    const logPath = join(tempDir("garret-watch-"), "watch.log");
+    watcher = Bun.spawn(garretCmd("watch-store", `local:${cache}`, "--interval", "0.2"), {
+      env: { ...process.env, ...client.env }, stdout: Bun.file(logPath), stderr: Bun.file(logPath),
+    });
+    const log = () => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
+    await waitFor("the watcher to start", () => log().includes("Watching"), 20000);
+    expect(log()).toContain(`Watching the Nix database (/nix/var/nix/db/db.sqlite) for new store paths to push to local:${cache}`);
+
+    const built = buildClosure(uniqueTag());
+    const t0 = performance.now();
+    await waitFor("the new closure in the cache", async () =>
+      (await status(cache, built.top)) === 200 && (await status(cache, built.dep)) === 200, 15000);
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`watch-store: new closure in the cache ${seconds.toFixed(2)} s after the build`);
+    expect(seconds).toBeLessThan(5);
+
+    // The derivation files of the build and anything older stay out.
+    const drv = runOk(["nix-store", "-qd", built.top]).trim();
+    expect(await status(cache, drv)).toBe(404);
+    expect(await status(cache, before.top)).toBe(404);
+    expect(log()).toContain(`✓ ${built.top}`);
+
+    // A second build that shares nothing is pushed too; the first is not pushed again.
+    const again = buildClosure(uniqueTag());
+    await waitFor("the second closure", async () => (await status(cache, again.top)) === 200, 15000);
+    expect(log().split("\n").filter((l) => l.startsWith(`✓ ${built.top}`))).toHaveLength(1);
+    expect(watcher.exitCode).toBeNull();
+  });
+
+  test("an unknown cache fails at once with one line", async () => {
+    const r = Bun.spawnSync(garretCmd("watch-store", "local:no-such-cache"), { env: { ...process.env, ...client.env } });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toBe("error: The requested cache does not exist. (NoSuchCache)\n");
+  });
+});
