@@ -42,10 +42,11 @@ const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|HOSTNA
 export function networkError(base: string, err: unknown, what = `cannot reach ${base}`): ApiError {
   const e = err as { code?: string; message?: string };
   const detail = e?.message ?? String(err);
-  const hint = e?.code && TLS_CODES.test(e.code)
-    ? " (for a private CA pass --ca-file FILE, or set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS)"
-    : "";
-  return new ApiError(0, "NetworkError", `${what}: ${detail}${hint}`);
+  // A certificate the client does not trust will not become trusted by trying again.
+  if (e?.code && TLS_CODES.test(e.code)) {
+    return new ApiError(0, "TlsError", `${what}: ${detail} (for a private CA pass --ca-file FILE, or set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS)`);
+  }
+  return new ApiError(0, "NetworkError", `${what}: ${detail}`);
 }
 
 /** A thin client for garret's (and Attic's) /_api/v1, with retries on idempotent calls. */

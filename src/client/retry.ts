@@ -13,9 +13,10 @@ export function defaultRetryPolicy(env: NodeJS.ProcessEnv = process.env): RetryP
   return { retries: 5, baseMs: Number.isFinite(base) && base >= 0 ? base : 500, maxMs: 30000 };
 }
 
-/** Network failures, 5xx, 408 and 429 are worth another try; other answers will not change. */
+/** Network failures (but not untrusted certificates), 5xx, 408 and 429 are worth another try. */
 export function isRetryable(err: unknown): boolean {
-  return err instanceof ApiError && (err.status === 0 || err.status >= 500 || err.status === 408 || err.status === 429);
+  if (!(err instanceof ApiError) || err.error === "TlsError") return false;
+  return err.status === 0 || err.status >= 500 || err.status === 408 || err.status === 429;
 }
 
 export function backoffMs(policy: RetryPolicy, attempt: number): number {
