@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import { ConfigError, databasePath, serverConfig } from "../config.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
@@ -45,6 +45,9 @@ export async function openMaintenance(values: Record<string, unknown>): Promise<
   } catch (err) {
     if (err instanceof ConfigError || err instanceof Error) throw new UsageError(err.message);
     throw err;
+  }
+  if (!existsSync(databasePath(config.dataDir))) {
+    throw new CliError(`no garret database in ${config.dataDir}; pass the server's --data DIR or --config FILE`);
   }
   let storage: Storage;
   try {
