@@ -116,11 +116,13 @@ async function runSteps(deps: GcDeps, opts: GcRunOptions, dryRun: boolean, renew
   await meta.markEmptyPacks(now);
   await meta.markStalePendingPacks(now - opts.grace, now);
   for (const pack of await meta.packsToDelete(now - opts.grace)) {
-    const size = (await storage.size(pack.key)) ?? 0;
     if (!dryRun) await storage.delete(pack.key); // a missing object counts as deleted
     await meta.forgetDeletedPack(pack.id);
     report.packs++;
-    report.bytes += size;
+    // The recorded size: no storage round trip, so a dry run (which holds the database's write
+    // lock throughout) stays short. A crashed upload's pending pack records 0; on local storage
+    // its bytes are the temp file counted in step 8.
+    report.bytes += pack.size;
   }
   report.bytes -= written;
 
