@@ -33,7 +33,7 @@ export const sha256Hex = (b: Uint8Array): string => new Bun.CryptoHasher("sha256
 /** Uploads a NAR held in memory under any store path (it need not exist locally). */
 export function uploadNar(
   url: string, token: string, cache: string, storePath: string, nar: Uint8Array, references: string[] = [],
-  body: BodyInit = nar,
+  body: Uint8Array | ReadableStream<Uint8Array> = nar,
 ): Promise<Response> {
   return fetch(`${url}/_api/v1/upload-path`, {
     method: "PUT",
