@@ -344,8 +344,9 @@ export class SqliteMetaStore implements MetaStore {
   async markUnreferencedChunks(): Promise<number> {
     return this.db.transaction(() => {
       const seq = (this.db.query("SELECT seq FROM sqlite_sequence WHERE name = 'upload_leases'").get() as { seq: number } | null)?.seq ?? 0;
+      // Only valid chunks: a damaged one must never be revived by a commit (see sweepChunks).
       return this.db.query(`UPDATE chunks SET state = 'deleting', mark_seq = ?
-        WHERE state != 'deleting' AND NOT EXISTS (SELECT 1 FROM nar_chunks nc WHERE nc.chunk_id = chunks.id)`).run(seq).changes;
+        WHERE state = 'valid' AND NOT EXISTS (SELECT 1 FROM nar_chunks nc WHERE nc.chunk_id = chunks.id)`).run(seq).changes;
     }).immediate();
   }
 
@@ -355,7 +356,9 @@ export class SqliteMetaStore implements MetaStore {
       // upload holding a lease <= S. Once none of those is live, nobody can reference it any more.
       const live = (this.db.query("SELECT MIN(id) AS id FROM upload_leases WHERE expires_at > ?").get(at) as { id: number | null }).id;
       const bound = live ?? Number.MAX_SAFE_INTEGER;
-      const where = `state = 'deleting' AND mark_seq < ?
+      // Damaged chunks nothing references go at once: no upload can reuse them (findChunk skips
+      // them, and a commit that finds one damaged or gone fails rather than reference it).
+      const where = `((state = 'deleting' AND mark_seq < ?1) OR state = 'damaged')
         AND NOT EXISTS (SELECT 1 FROM nar_chunks nc WHERE nc.chunk_id = chunks.id)`;
       const sum = this.db.query(`SELECT COUNT(*) AS n, COALESCE(SUM(stored_size), 0) AS b FROM chunks WHERE ${where}`).get(bound) as { n: number; b: number };
       this.db.query(`DELETE FROM chunks WHERE ${where}`).run(bound);

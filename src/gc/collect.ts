@@ -35,7 +35,9 @@ import { selectEvictions } from "./retention.ts";
  * deleted in one statement, so the commit sees it whole or not at all. The upload's own pending
  * packs are younger than its lease, so step 6 does not take them. If a lease ever lapses (a
  * process stalled past the TTL), the commit finds a missing chunk or pack and fails; it never
- * makes a path visible over missing bytes. Compaction only rewrites where a chunk lives, and
+ * makes a path visible over missing bytes (it may leave its own pack file behind, unrecorded).
+ * Chunks fsck marked damaged are never marked 'deleting', so a commit never revives one; once
+ * unreferenced they go at once. Compaction only rewrites where a chunk lives, and
  * the old pack outlives the switch by the grace period, so readers that looked up chunk
  * locations before the switch finish.
  */
