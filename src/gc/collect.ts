@@ -12,6 +12,8 @@ import { selectEvictions } from "./retention.ts";
  * repaired by the next run, and a storage delete that finds nothing counts as done.
  *
  *  1. Retention and quota, per cache, closure-aware (retention.ts), in one transaction each.
+ *     get-missing-paths counts as an access, written at once: a push told that a dependency is
+ *     present keeps it for a retention period (the closure holds unless the push takes longer).
  *  2. NARs no object references are deleted (metadata only, one statement).
  *  3. Chunks no NAR references are marked 'deleting' with mark_seq = the highest upload lease
  *     id issued so far.
