@@ -1,7 +1,8 @@
 /**
  * Retention (issue 5, acceptance 1 and 2). Time is real: a 2-second retention period and sleeps;
  * the server flushes access times every 0.2 s (GARRET_ACCESS_FLUSH_INTERVAL) and periodic GC is
- * off, so each collection is one `garret gc` run.
+ * off, so each collection is one `garret gc` run. Times are whole seconds and an access is stamped
+ * when flushed, so "older than 2 s" is only certain 3.2 s after the last access: sleeps are 3.4 s.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -55,7 +56,7 @@ describe("retention", () => {
     // Nothing is old enough yet.
     expect(runGc(server.dataDir).objects).toBe(0);
 
-    await Bun.sleep(2600);
+    await Bun.sleep(3400);
     // Fetch only the top of `fetched` (narinfo and NAR); its dependency is never fetched.
     const info = await narinfoOf(server.url, "short", fetched.top, token);
     await (await fetch(`${server.url}/short/${info.URL}`, { headers: { authorization: `Bearer ${token}` } })).arrayBuffer();
@@ -85,7 +86,7 @@ describe("retention", () => {
     // Without the pin, and once the fetch is old too, both closures go.
     runOk(garretCmd("pin", "remove", "t:short", "keep-me"), { env: clientEnv });
     expect(runOk(garretCmd("pin", "list", "t:short"), { env: clientEnv })).toContain("no pins");
-    await Bun.sleep(2600);
+    await Bun.sleep(3400);
     expect(runGc(server.dataDir).objects).toBe(4);
     for (const p of [fetched.top, fetched.dep, pinned.top, pinned.dep]) expect(await status("short", p)).toBe(404);
     expect(await status("forever", shared.top)).toBe(200);
@@ -97,7 +98,7 @@ describe("retention", () => {
     await createCache(server.url, token, "global", { retention_period: "Global" });
     const c = buildClosure(uniqueTag());
     await push("global", c);
-    await Bun.sleep(2600);
+    await Bun.sleep(3400);
     await narinfoOf(server.url, "global", c.dep, token);
     await Bun.sleep(500);
     expect(runGc(server.dataDir).objects).toBe(0); // default retention: keep forever
