@@ -1,3 +1,5 @@
+import { Database } from "bun:sqlite";
+import { realpathSync } from "node:fs";
 import { parseSha256, formatHex } from "../nix/hash.ts";
 
 /** A store path as `nix path-info --json` describes it. */
@@ -43,14 +45,79 @@ export async function validPaths(paths: string[]): Promise<{ valid: string[]; in
   };
 }
 
-/** The closure of the given paths (symlinks such as ./result are resolved by Nix). */
+export const NIX_DB = "/nix/var/nix/db/db.sqlite";
+const STORE_PATH = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/;
+
+/**
+ * The closure read straight from Nix's database (read-only, one recursive query): `nix path-info`
+ * costs ~30 ms of Nix start-up, which is most of a push that finds everything cached. Returns null
+ * when that is not possible (not a plain /nix/store path, unreadable database, unknown path), and
+ * the caller asks Nix instead.
+ */
+function closureFromDb(paths: string[], dbPath = NIX_DB): LocalPathInfo[] | null {
+  let resolved: string[];
+  try {
+    resolved = paths.map((p) => realpathSync(p));
+  } catch {
+    return null;
+  }
+  if (!resolved.every((p) => STORE_PATH.test(p))) return null;
+  let db: Database;
+  try {
+    db = new Database(dbPath, { readonly: true });
+  } catch {
+    return null;
+  }
+  try {
+    db.exec("PRAGMA busy_timeout = 2000");
+    const marks = resolved.map(() => "?").join(",");
+    const closure = `WITH RECURSIVE closure(id) AS (SELECT id FROM ValidPaths WHERE path IN (${marks})
+      UNION SELECT r.reference FROM Refs r JOIN closure c ON r.referrer = c.id)`;
+    const rows = db.query(`${closure} SELECT v.id, v.path, v.hash, v.narSize, v.deriver, v.sigs, v.ca
+      FROM ValidPaths v JOIN closure c ON v.id = c.id`).all(...resolved) as
+      { id: number; path: string; hash: string; narSize: number | null; deriver: string | null; sigs: string | null; ca: string | null }[];
+    const found = new Set(rows.map((r) => r.path));
+    if (!resolved.every((p) => found.has(p)) || rows.some((r) => r.narSize === null)) return null;
+    const refs = db.query(`${closure} SELECT r.referrer AS id, v.path AS path FROM Refs r JOIN closure c ON r.referrer = c.id
+      JOIN ValidPaths v ON v.id = r.reference`).all(...resolved) as { id: number; path: string }[];
+    const refsOf = new Map<number, string[]>();
+    for (const r of refs) refsOf.set(r.id, [...(refsOf.get(r.id) ?? []), r.path]);
+    return rows.map((r) => ({
+      path: r.path,
+      narHash: formatHex(parseSha256(r.hash)),
+      narSize: r.narSize!,
+      references: (refsOf.get(r.id) ?? []).sort(),
+      deriver: r.deriver || null,
+      signatures: (r.sigs ?? "").split(" ").filter(Boolean),
+      ca: r.ca || null,
+    }));
+  } catch {
+    return null;
+  } finally {
+    db.close();
+  }
+}
+
+/** The closure of the given paths (symlinks such as ./result are resolved). */
 export async function closureOf(paths: string[]): Promise<LocalPathInfo[]> {
   if (paths.length === 0) return [];
-  const out = await run([...PATH_INFO, "--recursive", ...paths]);
-  const list = JSON.parse(out) as {
+  if (process.env.GARRET_NIX_DB !== "off") {
+    const fast = closureFromDb(paths, process.env.GARRET_NIX_DB || NIX_DB);
+    if (fast) return fast;
+  }
+  // A .drv argument means the derivation file itself, as a store path (what nix-store -qR lists);
+  // the nix CLI would take it for its outputs unless told --derivation.
+  const drvs = paths.filter((p) => p.endsWith(".drv"));
+  const others = paths.filter((p) => !p.endsWith(".drv"));
+  const lists = await Promise.all([
+    others.length > 0 ? run([...PATH_INFO, "--recursive", ...others]) : "[]",
+    drvs.length > 0 ? run([...PATH_INFO, "--recursive", "--derivation", ...drvs]) : "[]",
+  ]);
+  const seen = new Set<string>();
+  const list = lists.flatMap((out) => JSON.parse(out) as {
     path: string; narHash: string; narSize: number; references?: string[]; deriver?: string;
     signatures?: string[]; ca?: string; valid?: boolean;
-  }[];
+  }[]).filter((p) => !seen.has(p.path) && seen.add(p.path));
   return list.filter((p) => p.valid !== false).map((p) => ({
     path: p.path,
     narHash: formatHex(parseSha256(p.narHash)),

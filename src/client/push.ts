@@ -1,5 +1,6 @@
-import { ApiClient, type UploadAnswer } from "./api.ts";
-import { closureOf, dependenciesFirst, dumpNar, type LocalPathInfo } from "./nix.ts";
+import { ApiClient, ApiError, type UploadAnswer } from "./api.ts";
+import { narStream } from "./nar.ts";
+import { closureOf, dependenciesFirst, dumpNar, NixCommandError, type LocalPathInfo } from "./nix.ts";
 import { backoffMs, isRetryable, type RetryPolicy } from "./retry.ts";
 import type { RateLimiter } from "./throttle.ts";
 
@@ -101,10 +102,18 @@ function counter(onBytes: (n: number) => void): TransformStream<Uint8Array, Uint
   });
 }
 
-/** One attempt: nix-store --dump → count → (zstd) → (rate limit) → PUT upload-path. */
+/** Where NARs come from: read in-process from the store (fast), or from `nix-store --dump`. */
+type NarSource = "native" | "nix-store";
+
+function openNar(path: string, source: NarSource): { stream: ReadableStream<Uint8Array>; done: Promise<void>; kill(): void } {
+  if (source === "nix-store") return dumpNar(path);
+  return { stream: narStream(path), done: Promise.resolve(), kill: () => {} };
+}
+
+/** One attempt: NAR → count → (zstd) → (rate limit) → PUT upload-path. */
 async function uploadOnce(api: ApiClient, cache: string, p: LocalPathInfo, compress: boolean,
-  limiter: RateLimiter | undefined, onBytes: (n: number) => void): Promise<UploadAnswer> {
-  const nar = dumpNar(p.path);
+  limiter: RateLimiter | undefined, onBytes: (n: number) => void, source: NarSource): Promise<UploadAnswer> {
+  const nar = openNar(p.path, source);
   let body = nar.stream.pipeThrough(counter(onBytes));
   if (compress) body = body.pipeThrough(new CompressionStream("zstd" as never) as unknown as TransformStream<Uint8Array, Uint8Array>);
   if (limiter) body = body.pipeThrough(limiter.transform());
@@ -207,11 +216,19 @@ export async function push(api: ApiClient, cache: string, paths: string[], opts:
   };
   const compress = shouldCompress(opts.compression ?? "auto", api.base);
   const uploadWithRetry = async (p: LocalPathInfo): Promise<UploadAnswer> => {
+    let source: NarSource = process.env.GARRET_NAR_SOURCE === "nix-store" ? "nix-store" : "native";
     for (let attempt = 0; ; attempt++) {
       ev.start?.(p, attempt);
       try {
-        return await uploadOnce(api, cache, p, compress, opts.limiter, (n) => ev.progress?.(p, n));
+        return await uploadOnce(api, cache, p, compress, opts.limiter, (n) => ev.progress?.(p, n), source);
       } catch (err) {
+        // Whatever kept the in-process reader from producing Nix's exact NAR (an unreadable
+        // file, a store not at its logical path), nix-store --dump can do it: once more with it.
+        const narProblem = !(err instanceof ApiError) || ["HashMismatch", "SizeMismatch", "InvalidNar"].includes(err.error);
+        if (source === "native" && narProblem && !(err instanceof NixCommandError)) {
+          source = "nix-store";
+          continue;
+        }
         if (attempt >= retry.retries || !isRetryable(err)) throw err;
         const delay = backoffMs(retry, attempt);
         summary.retries++;
