@@ -195,6 +195,48 @@ describe("retries and failures", () => {
   });
 });
 
+describe("NAR and closure sources", () => {
+  test("nix-store --dump and nix path-info (the fallbacks) give the same result", async () => {
+    const cache = await newCache("fallback");
+    const { top } = wideClosure(uniqueTag(), 4, 50000);
+    const r = await runAsyncOk(garretCmd("push", `local:${cache}`, "--json", top), {
+      env: { ...client.env, GARRET_NAR_SOURCE: "nix-store", GARRET_NIX_DB: "off" },
+    });
+    expect(JSON.parse(r.stdout)).toMatchObject({ closure: 8, uploaded: 8, failed: 0 });
+  });
+
+  test("a NAR the server rejects as mismatched is sent again from nix-store --dump", async () => {
+    const cache = await newCache("mismatch");
+    const { top } = wideClosure(uniqueTag(), 1);
+    // A proxy that answers HashMismatch to the first upload of each path.
+    const seen: Record<string, boolean> = {};
+    const mismatch = Bun.serve({
+      port: 0, hostname: "127.0.0.1",
+      async fetch(req) {
+        const url = new URL(req.url);
+        const headers = new Headers(req.headers);
+        headers.delete("host");
+        const seenBefore = (req.headers.get("x-attic-nar-info") ?? "") in seen;
+        if (req.method === "PUT" && url.pathname === "/_api/v1/upload-path" && !seenBefore) {
+          seen[req.headers.get("x-attic-nar-info")!] = true;
+          await req.arrayBuffer();
+          return Response.json({ code: 400, error: "HashMismatch", message: "pretend the NAR differs" }, { status: 400 });
+        }
+        return fetch(`${server.url}${url.pathname}`, { method: req.method, headers, body: req.body, duplex: "half" } as RequestInit);
+      },
+    });
+    try {
+      runOk(garretCmd("login", "mismatch2", `http://127.0.0.1:${mismatch.port}`, client.token), { env: client.env });
+      const r = await runAsync(garretCmd("push", `mismatch2:${cache}`, "--json", top), { env: client.env });
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ closure: 5, failed: 0, retries: 0 });
+      expect(Object.keys(seen)).toHaveLength(5);
+    } finally {
+      mismatch.stop(true);
+    }
+  });
+});
+
 describe("output", () => {
   test("piped output is plain lines, no escape codes", async () => {
     const cache = await newCache("plain");
