@@ -184,7 +184,7 @@ describe("garret setup with S3 storage", () => {
     // (s3rver checks the key id, not HeadBucket's signature, so the wrong key is the id.)
     const wrong = setup(s3Args("NOT-A-KEY", "not-the-secret"), dir);
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toMatch(/^error: storage: S3 rejected the credentials for bucket "garret-test" \(\w+\): check the access key and secret\n$/);
+    expect(wrong.stderr).toMatch(/^error: storage: S3 rejected the credentials for bucket "garret-test" \((?:HTTP \d{3}|\w+)\): check the access key and secret\n$/);
     const missing = setup(s3Args(S3_KEY, S3_SECRET, "no-such-bucket"), dir);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe('error: storage: S3 bucket "no-such-bucket" does not exist\n');
