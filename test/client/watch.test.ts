@@ -68,6 +68,26 @@ describe("watch-store", () => {
     expect(watcher.exitCode).toBeNull();
   });
 
+  test("without the Nix database it falls back to nix path-info --all", async () => {
+    const cache = `watch-pi-${uniqueTag()}`;
+    await createCache(server.url, client.token, cache);
+    const logPath = join(tempDir("garret-watch-"), "watch.log");
+    const w = Bun.spawn(garretCmd("watch-store", `local:${cache}`, "--interval", "0.3", "--nix-db", "/nonexistent/db.sqlite"), {
+      env: { ...process.env, ...client.env }, stdout: Bun.file(logPath), stderr: Bun.file(logPath),
+    });
+    try {
+      const log = () => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
+      await waitFor("the watcher to start", () => log().includes("Watching"), 20000);
+      expect(log()).toContain("Watching nix path-info --all for new store paths");
+      const built = buildClosure(uniqueTag());
+      await waitFor("the new closure in the cache", async () =>
+        (await status(cache, built.top)) === 200 && (await status(cache, built.dep)) === 200, 15000);
+    } finally {
+      w.kill("SIGKILL");
+      await w.exited;
+    }
+  });
+
   test("an unknown cache fails at once with one line", async () => {
     const r = Bun.spawnSync(garretCmd("watch-store", "local:no-such-cache"), { env: { ...process.env, ...client.env } });
     expect(r.exitCode).toBe(1);
