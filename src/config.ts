@@ -135,6 +135,8 @@ function storageSettings(s: Settings, dataDir: string): StorageConfig {
     forcePathStyle: s.bool("storage.force-path-style", "GARRET_S3_FORCE_PATH_STYLE") ?? endpoint !== undefined,
     partSize: DEFAULT_PART_SIZE,
     maxAttempts: s.number("storage.max-attempts", "GARRET_S3_MAX_ATTEMPTS") ?? 5,
+    redirectTtl: s.bool("storage.download-redirect", "GARRET_S3_DOWNLOAD_REDIRECT")
+      ? s.number("storage.redirect-ttl", "GARRET_S3_REDIRECT_TTL") ?? 300 : 0,
   };
 }
 

@@ -4,7 +4,7 @@ import { formatNixBase32 } from "../nix/hash.ts";
 import { renderNarInfo } from "../nix/narinfo.ts";
 import { fingerprint, formatPublicKey, parseSecretKey, signFingerprint } from "../nix/signing.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
-import type { CacheRecord, ObjectView } from "../db/types.ts";
+import type { CacheRecord, ChunkLocation, ObjectView } from "../db/types.ts";
 import { narExtension, servedCompression } from "../store/compression.ts";
 import { openNar, parseRange, type NarBody } from "../store/nar-reader.ts";
 import { authorize, type Caller } from "./access.ts";
@@ -63,7 +63,26 @@ export async function narInfo(g: Garret, caller: Caller, cacheName: string, stor
 
 const NAR_FILE = /^([0-9a-df-np-sv-z]{52})(\.nar(?:\.zst|\.br|\.xz)?)$/;
 
-export type NarRequest = { kind: "body"; nar: NarBody } | { kind: "unsatisfiable"; size: number };
+export type NarRequest =
+  | { kind: "body"; nar: NarBody }
+  | { kind: "unsatisfiable"; size: number }
+  | { kind: "redirect"; url: string };
+
+/**
+ * A NAR that is exactly one whole pack object, sent as stored, can be fetched by the client
+ * straight from the object store (when the backend offers download URLs): the bytes then bypass
+ * the server. Any other layout would need a range, which a presigned URL cannot impose on Nix.
+ */
+function wholePackKey(chunks: ChunkLocation[], transcoded: boolean): string | null {
+  if (transcoded || chunks.length === 0) return null;
+  const first = chunks[0]!;
+  let end = 0;
+  for (const c of chunks) {
+    if (c.packKey !== first.packKey || c.offset !== end) return null;
+    end += c.storedSize;
+  }
+  return end === first.packSize ? first.packKey : null;
+}
 
 /**
  * Opens a NAR of this cache by its URL file name (`<narhash>.nar.zst`), whole or one byte range.
@@ -90,6 +109,9 @@ export async function openCacheNar(
   const range = parseRange(rangeHeader, size);
   if (range === "invalid") return { kind: "unsatisfiable", size };
   const chunks = await g.meta.narChunks(o.narId);
+  const packKey = range ? null : wholePackKey(chunks, servedCompression(o.compression) !== o.compression);
+  const url = packKey ? await g.storage.downloadUrl(packKey) : null;
+  if (url) return { kind: "redirect", url };
   try {
     return { kind: "body", nar: await openNar(g.storage, chunks, o.compression, range) };
   } catch {

@@ -139,7 +139,7 @@ async function checkS3(s: S3StorageAnswer): Promise<string | null> {
   const storage = new S3Storage({
     bucket: s.bucket, region: s.region, endpoint: s.endpoint ?? undefined, forcePathStyle: s.endpoint !== null,
     prefix: s.prefix, accessKeyId: s.accessKeyId ?? undefined, secretAccessKey: s.secretAccessKey ?? undefined,
-    partSize: DEFAULT_PART_SIZE, maxAttempts: 2,
+    partSize: DEFAULT_PART_SIZE, maxAttempts: 2, redirectTtl: 0,
   });
   try {
     await storage.init();

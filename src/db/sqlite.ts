@@ -95,7 +95,7 @@ export class SqliteMetaStore implements MetaStore {
       reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),
       findNar: q("SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = ?"),
       narChunks: q(`SELECT c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id,
-          p.storage_key, c.pack_offset, c.stored_size
+          p.storage_key, p.size AS pack_size, c.pack_offset, c.stored_size
         FROM nar_chunks nc JOIN chunks c ON c.id = nc.chunk_id JOIN packs p ON p.id = c.pack_id
         WHERE nc.nar_id = ? ORDER BY nc.seq`),
       insertPack: q("INSERT INTO packs (storage_key, size, state, created_at) VALUES (?, 0, 'pending', ?)"),
@@ -208,11 +208,11 @@ export class SqliteMetaStore implements MetaStore {
   async narChunks(narId: number): Promise<ChunkLocation[]> {
     const rows = this.stmt.narChunks!.all(narId) as {
       chunk_id: number; chunk_hash: string; chunk_size: number; compression: Compression;
-      pack_id: number; storage_key: string; pack_offset: number; stored_size: number;
+      pack_id: number; storage_key: string; pack_size: number; pack_offset: number; stored_size: number;
     }[];
     return rows.map((r) => ({
       chunkId: r.chunk_id, hash: r.chunk_hash, size: r.chunk_size, compression: r.compression,
-      packId: r.pack_id, packKey: r.storage_key, offset: r.pack_offset, storedSize: r.stored_size,
+      packId: r.pack_id, packKey: r.storage_key, packSize: r.pack_size, offset: r.pack_offset, storedSize: r.stored_size,
     }));
   }
 

@@ -39,6 +39,8 @@ export interface ChunkLocation {
   compression: Compression;
   packId: number;
   packKey: string;
+  /** Size of the whole pack object, so a NAR filling a pack exactly can be served by redirect. */
+  packSize: number;
   offset: number;
   storedSize: number;
 }

@@ -112,6 +112,9 @@ export function buildApp(g: Garret) {
       if (answer.kind === "head") {
         return new Response(null, { headers: { ...base, "content-length": String(answer.size) } });
       }
+      if (answer.kind === "redirect") {
+        return new Response(null, { status: 302, headers: { location: answer.url, "cache-control": "no-store" } });
+      }
       if (answer.kind === "unsatisfiable") {
         return new Response(null, { status: 416, headers: { ...base, "content-range": `bytes */${answer.size}` } });
       }

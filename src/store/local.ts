@@ -77,6 +77,10 @@ export class LocalStorage implements Storage {
     await rm(this.pathOf(key), { force: true });
   }
 
+  async downloadUrl(): Promise<string | null> {
+    return null;
+  }
+
   async deleteMany(keys: string[]): Promise<void> {
     for (const key of keys) await this.delete(key);
   }

@@ -3,6 +3,7 @@ import {
   DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand,
   PutObjectCommand, S3Client, S3ServiceException, UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import {
   assertSafeKey, MissingObjectError, StorageError, type ByteRange, type Storage, type StorageWriter,
 } from "./storage.ts";
@@ -20,6 +21,8 @@ export interface S3Settings {
   /** Size of one multipart part; also the most one writer holds in memory. */
   partSize: number;
   maxAttempts: number;
+  /** Seconds a presigned download URL stays valid; 0 turns download redirects off. */
+  redirectTtl: number;
 }
 
 export const DEFAULT_PART_SIZE = 32 * 1024 * 1024;
@@ -125,6 +128,12 @@ export class S3Storage implements Storage {
   async delete(key: string): Promise<void> {
     // S3 answers 204 for a missing key too: deleting what is gone is done.
     await this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.objectKey(key) }));
+  }
+
+  async downloadUrl(key: string): Promise<string | null> {
+    if (this.settings.redirectTtl <= 0) return null;
+    const command = new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.objectKey(key) });
+    return getSignedUrl(this.client, command, { expiresIn: this.settings.redirectTtl });
   }
 
   /** Deletes many keys with DeleteObjects, up to 1000 per request. */

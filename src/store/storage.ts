@@ -35,6 +35,11 @@ export interface Storage {
   delete(key: string): Promise<void>;
   /** Deletes many objects in as few requests as the backend allows. */
   deleteMany(keys: string[]): Promise<void>;
+  /**
+   * A short-lived URL a client can download the whole object from directly, when the backend
+   * and its settings allow it (S3 with download redirects enabled); null otherwise.
+   */
+  downloadUrl(key: string): Promise<string | null>;
 }
 
 export class StorageError extends Error {}

@@ -125,6 +125,49 @@ describe("S3 backend end to end", () => {
   });
 });
 
+describe("download redirect", () => {
+  test("when enabled, a NAR that fills one pack is answered with a presigned URL that Nix follows", async () => {
+    const redirecting = await startServer({ env: { ...s3.env(), GARRET_S3_DOWNLOAD_REDIRECT: "true" } });
+    try {
+      const t = mintToken(redirecting.dataDir, "--pull", "*", "--push", "*", "--create-cache", "*");
+      const key = await createCache(redirecting.url, t, "r", { is_public: true });
+      const { top, dep } = buildClosure(uniqueTag(), { bigBytes: 2 * MiB });
+      const depNar = narOf(dep);
+      for (const p of [dep, top]) expect((await uploadPath(redirecting.url, t, "r", p)).status).toBe(200);
+      const info = await narinfoOf(redirecting.url, "r", dep);
+      const res = await fetch(`${redirecting.url}/r/${info.URL}`, { redirect: "manual" });
+      expect(res.status).toBe(302);
+      const location = res.headers.get("location")!;
+      expect(location).toStartWith(`${s3.endpoint}/${S3_BUCKET}/packs/`);
+      expect(location).toContain("X-Amz-Signature=");
+      const direct = new Uint8Array(await (await fetch(location)).arrayBuffer());
+      expect(direct.length).toBe(Number(info.FileSize));
+      expect(Buffer.from(Bun.zstdDecompressSync(direct)).equals(depNar)).toBe(true);
+      // A range still streams through the server.
+      expect((await fetch(`${redirecting.url}/r/${info.URL}`, { headers: { range: "bytes=0-9" }, redirect: "manual" })).status).toBe(206);
+      deleteClosure(top);
+      expect(substitute(`${redirecting.url}/r`, key, top).code).toBe(0);
+      expect(narOf(dep).equals(depNar)).toBe(true);
+    } finally {
+      await redirecting.stop();
+    }
+  });
+
+  test("off by default: the server streams the NAR itself", async () => {
+    const res = await fetch(`${server.url}/s1/nix-cache-info`);
+    expect(res.status).toBe(200);
+    const info = await narinfoOf(server.url, "s1", (await firstPath()));
+    expect((await fetch(`${server.url}/s1/${info.URL}`, { redirect: "manual" })).status).toBe(200);
+  });
+});
+
+async function firstPath(): Promise<string> {
+  const db = openDb(server.dataDir);
+  const row = db.query("SELECT store_path FROM objects o JOIN caches c ON c.id = o.cache_id WHERE c.name = 's1' LIMIT 1").get() as { store_path: string };
+  db.close();
+  return row.store_path;
+}
+
 describe("startup checks", () => {
   test("wrong credentials stop the server at startup with one line naming the problem", () => {
     const r = run(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", server.dataDir), {

@@ -36,7 +36,7 @@ const backends: Record<string, () => Promise<Storage>> = {
     const storage = new S3Storage({
       bucket: S3_BUCKET, region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true,
       prefix: `t${Math.random().toString(36).slice(2)}/`, accessKeyId: S3_KEY, secretAccessKey: S3_SECRET,
-      partSize: 5 * MiB, maxAttempts: 2,
+      partSize: 5 * MiB, maxAttempts: 2, redirectTtl: 60,
     });
     await storage.init();
     return storage;
