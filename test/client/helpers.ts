@@ -3,12 +3,12 @@
  * builtins.toFile, commands run without blocking the test's event loop (so an in-process proxy can
  * answer them), and a proxy that can fail requests on purpose.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import type { Server } from "bun";
 import { BUILD_OPTS, runOk, tempDir } from "../helpers/nix.ts";
-import { garretCmd, mintToken, type TestServer } from "../helpers/server.ts";
+import { garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { openDb } from "../helpers/api.ts";
 
 export interface Client {
@@ -207,27 +207,8 @@ export async function inPty(cmd: string[], env: Record<string, string>, steps: {
 }
 
 /** `garret serve` on a given port and data dir (a server that goes down and comes back). */
-export async function startServerAt(port: number, dataDir: string): Promise<TestServer> {
-  const logPath = join(tempDir("garret-log-"), "server.log");
-  const proc = Bun.spawn(garretCmd("serve", "--listen", `127.0.0.1:${port}`, "--data", dataDir), {
-    stdout: Bun.file(logPath), stderr: Bun.file(logPath),
-  });
-  const log = (): string => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
-  const deadline = Date.now() + 20000;
-  let url: string | null = null;
-  while (!url) {
-    const m = /listening on (http:\/\/[^\s]+)/.exec(log());
-    if (m) url = m[1]!;
-    else if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${log()}`);
-    else await Bun.sleep(20);
-  }
-  return {
-    url, dataDir, proc, log,
-    async stop() {
-      proc.kill("SIGTERM");
-      await proc.exited;
-    },
-  };
+export function startServerAt(port: number, dataDir: string): Promise<TestServer> {
+  return startServer({ port, dataDir });
 }
 
 export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30000): Promise<void> {

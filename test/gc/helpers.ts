@@ -3,16 +3,8 @@ import { garretCmd } from "../helpers/server.ts";
 import { run } from "../helpers/nix.ts";
 import { openDb } from "../helpers/api.ts";
 
-export interface GcReport {
-  dry_run: boolean;
-  objects: number;
-  nars: number;
-  chunks: number;
-  packs: number;
-  compacted: number;
-  leftovers: number;
-  bytes: number;
-}
+export type { GcReport } from "../../src/gc/collect.ts";
+import type { GcReport } from "../../src/gc/collect.ts";
 
 /** Runs `garret gc --data DIR --json [args]` and returns its report. */
 export function runGc(dataDir: string, args: string[] = [], env: Record<string, string> = {}): GcReport {

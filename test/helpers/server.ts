@@ -25,11 +25,12 @@ export interface TestServer {
  * server's log goes to a file, not a pipe, so a test blocked in spawnSync never stalls the server.
  */
 export async function startServer(
-  opts: { dataDir?: string; env?: Record<string, string>; cwd?: string; args?: string[] } = {},
+  opts: { dataDir?: string; env?: Record<string, string>; cwd?: string; args?: string[]; port?: number } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir("garret-data-");
   const logPath = join(tempDir("garret-log-"), "server.log");
-  const proc = Bun.spawn(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", dataDir, ...(opts.args ?? [])), {
+  const listen = `127.0.0.1:${opts.port ?? 0}`;
+  const proc = Bun.spawn(garretCmd("serve", "--listen", listen, "--data", dataDir, ...(opts.args ?? [])), {
     stdout: Bun.file(logPath), stderr: Bun.file(logPath), env: { ...process.env, ...opts.env }, cwd: opts.cwd,
   });
   const log = (): string => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
