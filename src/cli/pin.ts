@@ -1,36 +1,12 @@
 import { realpathSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { ApiError, networkError, type ApiClient } from "../client/api.ts";
+import type { ApiClient } from "../client/api.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { UsageError } from "./errors.ts";
 
 /** One JSON call to a garret-specific endpoint, with the client's token and TLS trust. */
-export async function apiJson<T>(api: ApiClient, method: string, path: string, body?: unknown): Promise<T> {
-  let res: Response;
-  try {
-    res = await api.fetch(`${api.base}${path}`, {
-      method,
-      headers: {
-        ...(api.token ? { authorization: `Bearer ${api.token}` } : {}),
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (err) {
-    throw networkError(api.base, err);
-  }
-  const text = await res.text();
-  let json: unknown = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    // not JSON
-  }
-  if (!res.ok) {
-    const e = json as { error?: string; message?: string } | null;
-    throw new ApiError(res.status, e?.error ?? `HTTP${res.status}`, e?.message ?? (text.slice(0, 200) || res.statusText));
-  }
-  return json as T;
+export function apiJson<T>(api: ApiClient, method: string, path: string, body?: unknown): Promise<T> {
+  return api.json<T>(method, path, body);
 }
 
 /** A store path given as /nix/store/..., or a symlink to one such as ./result. */

@@ -76,7 +76,8 @@ export class ApiClient {
     return fetch(url, this.tls ? ({ ...init, tls: this.tls } as RequestInit) : init);
   }
 
-  private async once<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** One JSON call with this client's token and TLS trust; no retries. */
+  async json<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
       res = await this.fetch(`${this.base}${path}`, {
@@ -91,8 +92,8 @@ export class ApiClient {
   }
 
   private call<T>(method: string, path: string, body?: unknown, retry = method === "GET"): Promise<T> {
-    if (!retry) return this.once<T>(method, path, body);
-    return withRetry(this.retry, () => this.once<T>(method, path, body));
+    if (!retry) return this.json<T>(method, path, body);
+    return withRetry(this.retry, () => this.json<T>(method, path, body));
   }
 
   getCache<T>(cache: string): Promise<T> {
