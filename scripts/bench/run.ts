@@ -10,8 +10,10 @@
  *
  * The benches build their inputs with nix-build (kept in /nix/store, so later runs are faster),
  * start their own garret servers (and nginx for serve, installing nginx-light and wrk with apt-get
- * when missing) and stop them at the end. They need Nix, run as root, and take about 5 minutes
- * (about 1.5 with --quick) on 2 cores once the inputs are built.
+ * when missing) and stop them at the end. They need Nix and run as root. On 2 cores: about 2
+ * minutes (--quick: 45 s), plus about 30 s the first time to build the inputs; --full adds about
+ * 2 minutes (and 45 s to build the 4 GiB input once). Other work on the machine skews the
+ * figures: each bench warns when the CPUs were busy before it started.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
