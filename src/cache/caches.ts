@@ -1,5 +1,6 @@
 import { GarretError } from "../errors.ts";
-import { formatPublicKey, formatSecretKey, generateSecretKey, parseSecretKey } from "../nix/signing.ts";
+import { formatSecretKey, generateSecretKey, parseSecretKey } from "../nix/signing.ts";
+import { cacheKey } from "./keys.ts";
 import { DEFAULT_STORE_DIR } from "../nix/store-path.ts";
 import type { CachePatch, CacheRecord } from "../db/types.ts";
 import { authorize, authorizeCreate, effectivePermission, type Caller } from "./access.ts";
@@ -25,7 +26,7 @@ export interface CacheConfigView {
 }
 
 export function publicKeyOf(cache: CacheRecord): string {
-  return formatPublicKey(parseSecretKey(cache.signingKey));
+  return cacheKey(cache).publicKey;
 }
 
 export function cacheConfigView(g: Garret, cache: CacheRecord): CacheConfigView {

@@ -2,11 +2,12 @@ import { GarretError } from "../errors.ts";
 import { encodeBase32, decodeBase32 } from "../nix/base32.ts";
 import { formatNixBase32 } from "../nix/hash.ts";
 import { renderNarInfo } from "../nix/narinfo.ts";
-import { fingerprint, formatPublicKey, parseSecretKey, signFingerprint } from "../nix/signing.ts";
+import { fingerprint, signFingerprint } from "../nix/signing.ts";
+import { cacheKey } from "./keys.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
 import type { CacheRecord, ChunkLocation, ObjectView } from "../db/types.ts";
 import { narExtension, servedCompression } from "../store/compression.ts";
-import { openNar, parseRange, type NarBody } from "../store/nar-reader.ts";
+import { contiguousRange, openNar, parseRange, type BodyRange, type NarBody } from "../store/nar-reader.ts";
 import { authorize, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 
@@ -27,8 +28,7 @@ function servedSize(o: ObjectView): number {
 
 /** Signature by the cache's current key; stored at upload, remade only after a key change. */
 async function serverSignature(g: Garret, cache: CacheRecord, o: ObjectView): Promise<string> {
-  const key = parseSecretKey(cache.signingKey);
-  const publicKey = formatPublicKey(key);
+  const { secret: key, publicKey } = cacheKey(cache);
   if (o.serverSig && o.serverSigKey === publicKey) return o.serverSig;
   const sig = await signFingerprint(key, objectFingerprint(cache, o));
   await g.meta.updateServerSig(cache.id, o.storePathHash, sig, publicKey);
@@ -65,23 +65,27 @@ const NAR_FILE = /^([0-9a-df-np-sv-z]{52})(\.nar(?:\.zst|\.br|\.xz)?)$/;
 
 export type NarRequest =
   | { kind: "body"; nar: NarBody }
+  | { kind: "file"; blob: Blob; size: number; range: BodyRange | null }
   | { kind: "unsatisfiable"; size: number }
   | { kind: "redirect"; url: string };
 
 /**
- * A NAR that is exactly one whole pack object, sent as stored, can be fetched by the client
- * straight from the object store (when the backend offers download URLs): the bytes then bypass
- * the server. Any other layout would need a range, which a presigned URL cannot impose on Nix.
+ * The fast paths for a NAR sent as stored whose chunks lie back to back in one pack (the usual
+ * layout of a freshly pushed path): a redirect to the object store when it is the whole pack and
+ * the backend offers download URLs (a presigned URL cannot carry a range Nix would send), or the
+ * byte range sent like a static file (Content-Length, sendfile) when the backend has files.
  */
-function wholePackKey(chunks: ChunkLocation[], transcoded: boolean): string | null {
-  if (transcoded || chunks.length === 0) return null;
-  const first = chunks[0]!;
-  let end = 0;
-  for (const c of chunks) {
-    if (c.packKey !== first.packKey || c.offset !== end) return null;
-    end += c.storedSize;
+async function fastPath(g: Garret, chunks: ChunkLocation[], range: BodyRange | null): Promise<NarRequest | null> {
+  const where = contiguousRange(chunks);
+  if (!where) return null;
+  if (!range && where.offset === 0 && where.length === where.packSize) {
+    const url = await g.storage.downloadUrl(where.packKey);
+    if (url) return { kind: "redirect", url };
   }
-  return end === first.packSize ? first.packKey : null;
+  const start = range?.start ?? 0;
+  const end = range?.end ?? where.length - 1;
+  const blob = await g.storage.fileSlice(where.packKey, { offset: where.offset + start, length: end - start + 1 });
+  return blob ? { kind: "file", blob, size: where.length, range } : null;
 }
 
 /**
@@ -109,10 +113,9 @@ export async function openCacheNar(
   const range = parseRange(rangeHeader, size);
   if (range === "invalid") return { kind: "unsatisfiable", size };
   const chunks = await g.meta.narChunks(o.narId);
-  const packKey = range ? null : wholePackKey(chunks, servedCompression(o.compression) !== o.compression);
-  const url = packKey ? await g.storage.downloadUrl(packKey) : null;
-  if (url) return { kind: "redirect", url };
   try {
+    const fast = servedCompression(o.compression) === o.compression ? await fastPath(g, chunks, range) : null;
+    if (fast) return fast;
     return { kind: "body", nar: await openNar(g.storage, chunks, o.compression, range) };
   } catch {
     throw new GarretError("StorageError", `NAR ${file} could not be read from storage`);

@@ -1,6 +1,7 @@
 import { GarretError } from "../errors.ts";
 import { parseSha256 } from "../nix/hash.ts";
-import { parseSecretKey, formatPublicKey, signFingerprint } from "../nix/signing.ts";
+import { signFingerprint } from "../nix/signing.ts";
+import { cacheKey } from "./keys.ts";
 import { isValidStorePathHash, parseStorePath, parseStorePathBasename } from "../nix/store-path.ts";
 import type { CacheRecord } from "../db/types.ts";
 import { decodeContent, isSupportedContentEncoding } from "../store/compression.ts";
@@ -129,7 +130,7 @@ async function ingestAndCommit(
   }
 
   try {
-    const key = parseSecretKey(cache.signingKey);
+    const { secret: key, publicKey } = cacheKey(cache);
     const serverSig = await signFingerprint(key, objectFingerprint(cache, {
       storePath: info.storePath, narHash: staged.narHash, narSize: info.narSize, references: info.references,
     }));
@@ -139,7 +140,7 @@ async function ingestAndCommit(
       object: {
         storePathHash: info.storePathHash, storePath: info.storePath, references: info.references,
         system: info.system, deriver: info.deriver, ca: info.ca, sigs: info.sigs,
-        serverSig, serverSigKey: formatPublicKey(key), createdBy: caller?.sub ?? null,
+        serverSig, serverSigKey: publicKey, createdBy: caller?.sub ?? null,
       },
     });
     return {

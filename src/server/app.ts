@@ -112,6 +112,13 @@ export function buildApp(g: Garret) {
       if (answer.kind === "head") {
         return new Response(null, { headers: { ...base, "content-length": String(answer.size) } });
       }
+      if (answer.kind === "file") {
+        if (!answer.range) return new Response(answer.blob, { headers: base });
+        return new Response(answer.blob, {
+          status: 206,
+          headers: { ...base, "content-range": `bytes ${answer.range.start}-${answer.range.end}/${answer.size}` },
+        });
+      }
       if (answer.kind === "redirect") {
         return new Response(null, { status: 302, headers: { location: answer.url, "cache-control": "no-store" } });
       }

@@ -81,6 +81,12 @@ export class LocalStorage implements Storage {
     return null;
   }
 
+  async fileSlice(key: string, range: ByteRange): Promise<Blob | null> {
+    const size = await this.size(key);
+    if (size === null || size < range.offset + range.length) throw new MissingObjectError(`object ${key} is missing or short`);
+    return Bun.file(this.pathOf(key)).slice(range.offset, range.offset + range.length);
+  }
+
   async deleteMany(keys: string[]): Promise<void> {
     for (const key of keys) await this.delete(key);
   }

@@ -35,6 +35,21 @@ export function planRuns(chunks: ChunkLocation[], maxRunBytes: number): Run[] {
   return runs;
 }
 
+/**
+ * Where a NAR sits when its stored chunks lie back to back in one pack: then it is one byte range
+ * of one object and can be served like a static file. Null for any other layout.
+ */
+export function contiguousRange(chunks: ChunkLocation[]): { packKey: string; offset: number; length: number; packSize: number } | null {
+  if (chunks.length === 0) return null;
+  const first = chunks[0]!;
+  let end = first.offset;
+  for (const c of chunks) {
+    if (c.packKey !== first.packKey || c.offset !== end) return null;
+    end += c.storedSize;
+  }
+  return { packKey: first.packKey, offset: first.offset, length: end - first.offset, packSize: first.packSize };
+}
+
 /** An inclusive byte range of the body the client receives. */
 export interface BodyRange {
   start: number;
@@ -54,8 +69,9 @@ export interface NarBody {
  * Streams a NAR (or a byte range of it) from its chunks: as stored when the chunks concatenate
  * into one valid stream, else decompressed and sent plain (see servedCompression). The first read
  * happens before this returns, so a missing pack becomes an error before any header is sent; a
- * later failure errors the stream, which with Content-Length set makes the client see a failed,
- * truncated transfer rather than a short 200.
+ * later failure errors the stream, and the server drops the connection before the final chunk of
+ * its chunked encoding (Bun sends streams chunked), so the client sees a failed, truncated
+ * transfer rather than a short 200.
  */
 export async function openNar(
   storage: Storage, chunks: ChunkLocation[], stored: Compression | "mixed",

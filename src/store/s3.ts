@@ -130,6 +130,10 @@ export class S3Storage implements Storage {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.objectKey(key) }));
   }
 
+  async fileSlice(): Promise<Blob | null> {
+    return null;
+  }
+
   async downloadUrl(key: string): Promise<string | null> {
     if (this.settings.redirectTtl <= 0) return null;
     const command = new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.objectKey(key) });

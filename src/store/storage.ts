@@ -40,6 +40,12 @@ export interface Storage {
    * and its settings allow it (S3 with download redirects enabled); null otherwise.
    */
   downloadUrl(key: string): Promise<string | null>;
+  /**
+   * A lazily read slice of an object that the HTTP server can send with Content-Length (and
+   * sendfile), when the backend has such a thing (local files); null otherwise. Fails with
+   * MissingObjectError when the object is missing or shorter than the range.
+   */
+  fileSlice(key: string, range: ByteRange): Promise<Blob | null>;
 }
 
 export class StorageError extends Error {}

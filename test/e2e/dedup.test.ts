@@ -166,26 +166,46 @@ describe("serving NARs", () => {
 
 describe("fail closed, then heal", () => {
   test("a pack that breaks after the first bytes were sent aborts the transfer, never a short 200", async () => {
-    const path = buildExpr(`let ${SH} in sh "midbody-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c ${12 * MiB} /dev/urandom > $out/big"`);
-    await upload("heal", path);
-    const info = await narinfoOf(server.url, "heal", path, token);
+    // The edited path shares most chunks with the base path's pack, so it is streamed from two
+    // packs (not sent as one file range), and cutting the base pack fails it midway.
+    const tag = uniqueTag();
+    const base = buildExpr(`let ${SH} in sh "midbody-base-${tag}" "/bin/mkdir $out; /usr/bin/head -c ${12 * MiB} /dev/urandom > $out/big"`);
+    const edited = buildExpr(`let ${SH} in sh "midbody-new-${tag}" ''
+      /bin/mkdir $out
+      /usr/bin/head -c 100000 ${base}/big > $out/big
+      echo edit >> $out/big
+      /usr/bin/tail -c +100001 ${base}/big >> $out/big
+    ''`);
+    await upload("heal", base);
+    await upload("heal", edited);
+    const info = await narinfoOf(server.url, "heal", edited, token);
     const db = openDb(server.dataDir);
     const [pack] = db.query(`SELECT DISTINCT p.storage_key FROM nars n JOIN nar_chunks nc ON nc.nar_id = n.id
       JOIN chunks c ON c.id = nc.chunk_id JOIN packs p ON p.id = c.pack_id WHERE n.nar_hash = ?`)
-      .all(pathInfo(path).narHash.slice(7)) as { storage_key: string }[];
+      .all(pathInfo(base).narHash.slice(7)) as { storage_key: string }[];
     db.close();
     const file = join(server.dataDir, "storage", pack!.storage_key);
     truncateSync(file, Math.floor(statSync(file).size / 2));
     const curl = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", `x:${token}`, `${server.url}/heal/${info.URL}`]);
     expect(curl.stdout).toBe("200");
-    expect(curl.code).not.toBe(0); // the transfer is cut short of Content-Length and curl says so
+    expect(curl.code).not.toBe(0); // the transfer is cut short and curl says so
 
     // Re-uploading heals exactly the chunks that were lost.
-    await upload("heal", path);
+    await upload("heal", edited);
+    await upload("heal", base);
     expect(danglingChunks(server.dataDir)).toEqual([]);
     const healed = run(["curl", "-sSf", "-o", "/dev/null", "-w", "%{size_download}", "-u", `x:${token}`, `${server.url}/heal/${info.URL}`]);
     expect(healed.code).toBe(0);
     expect(healed.stdout).toBe(info.FileSize!);
+  });
+
+  test("a freshly pushed NAR is sent like a static file, with Content-Length", async () => {
+    const path = buildExpr(`let ${SH} in sh "static-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c ${MiB} /dev/urandom > $out/big"`);
+    await upload("heal", path);
+    const info = await narinfoOf(server.url, "heal", path, token);
+    const r = run(["curl", "-sS", "-D", "-", "-o", "/dev/null", "-u", `x:${token}`, `${server.url}/heal/${info.URL}`]);
+    expect(r.stdout.toLowerCase()).toContain(`content-length: ${info.FileSize}`);
+    expect(r.stdout.toLowerCase()).not.toContain("transfer-encoding: chunked");
   });
 
   test("a NAR whose pack was deleted fails visibly in curl and Nix; re-uploading heals it", async () => {
