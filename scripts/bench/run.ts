@@ -2,7 +2,7 @@
  * `npm run bench`: runs every bench in sequence, each in its own process, and ends with one
  * summary table (garret's figure, the reference's, the ratio and the goal).
  *
- *   bun scripts/bench/run.ts [--quick | --full] [chunker] [ingest] [dedup] [serve]
+ *   bun scripts/bench/run.ts [--quick | --full] [chunker] [ingest] [dedup] [serve] [push] [s3]
  *
  *   --quick   smaller inputs and shorter runs (ingest 64 MiB + 256 MiB, dedup 32 MiB, 2 s load runs)
  *   --full    adds the 4 GiB NAR to the ingest bench
@@ -20,7 +20,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { BUN, REPO, cpuBusy, printTable, run, section, type SummaryRow } from "./common.ts";
 
-const BENCHES = ["chunker", "ingest", "dedup", "serve"] as const;
+const BENCHES = ["chunker", "ingest", "dedup", "serve", "push", "s3"] as const;
 type Bench = (typeof BENCHES)[number];
 
 /** Real-NAR input of the chunker bench: a fixed tree of tens of MB (not the largest store path, which may be the 4 GiB ingest input). */
