@@ -4,8 +4,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import { ConfigError, databasePath, serverConfig } from "../config.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
-import { openStorage } from "../store/open.ts";
-import { StorageError, type Storage } from "../store/storage.ts";
+import { openStorageForCli } from "./storage.ts";
+import type { Storage } from "../store/storage.ts";
 import { collectGarbage, GcBusyError, type GcReport } from "../gc/collect.ts";
 import { gcOptions, type GcOptions } from "../gc/config.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -49,13 +49,7 @@ export async function openMaintenance(values: Record<string, unknown>): Promise<
   if (!existsSync(databasePath(config.dataDir))) {
     throw new CliError(`no garret database in ${config.dataDir}; pass the server's --data DIR or --config FILE`);
   }
-  let storage: Storage;
-  try {
-    storage = await openStorage(config.storage);
-  } catch (err) {
-    if (err instanceof StorageError) throw new CliError(`storage: ${err.message}`);
-    throw err;
-  }
+  const storage = await openStorageForCli(config.storage);
   const meta = new SqliteMetaStore(databasePath(config.dataDir));
   const tmpDir = config.storage.type === "local" ? join(config.storage.path, ".tmp") : undefined;
   return { meta, storage, tmpDir, gc, packSizeLimit: config.ingest.packSizeLimit };

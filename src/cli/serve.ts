@@ -2,13 +2,12 @@ import { mkdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { ConfigError, databasePath, parseListen, serverConfig, type ListenAddress, type ServerConfig } from "../config.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
-import { openStorage } from "../store/open.ts";
-import { StorageError } from "../store/storage.ts";
+import { openStorageForCli } from "./storage.ts";
 import { TokenAuthority } from "../auth/token.ts";
 import { tokenSecret } from "../auth/secret.ts";
 import { shutdown, startServer } from "../server/serve.ts";
 import type { Garret } from "../cache/context.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { UsageError } from "./errors.ts";
 import { SERVE_GC_OPTIONS, startCollector } from "../gc/periodic.ts";
 
 function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddress } {
@@ -35,13 +34,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
 export async function serveCommand(argv: string[]): Promise<void> {
   const { config, listen } = loadConfig(argv);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  let storage;
-  try {
-    storage = await openStorage(config.storage);
-  } catch (err) {
-    if (err instanceof StorageError) throw new CliError(`storage: ${err.message}`);
-    throw err;
-  }
+  const storage = await openStorageForCli(config.storage);
   const meta = new SqliteMetaStore(databasePath(config.dataDir));
   const secret = await tokenSecret(config.dataDir);
   const tokens = new TokenAuthority(secret.secret);
