@@ -18,16 +18,8 @@ export interface CacheRecord {
   createdAt: number;
 }
 
-export interface NewCache {
-  name: string;
-  isPublic: boolean;
-  storeDir: string;
-  priority: number;
-  upstreamCacheKeyNames: string[];
-  signingKey: string;
-  retentionPeriod: number | null;
-  quotaBytes?: number | null;
-}
+/** What creating a cache takes: a record without the fields the store assigns. */
+export type NewCache = Omit<CacheRecord, "id" | "createdAt" | "quotaBytes"> & { quotaBytes?: number | null };
 
 export type CachePatch = Partial<Omit<NewCache, "name">>;
 
