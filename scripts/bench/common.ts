@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { prepend } from "../../src/client/api.ts";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const BUN = process.execPath;
@@ -392,21 +393,7 @@ export async function uploadPath(url: string, token: string, cache: string, p: P
   if (opts.preamble) {
     const head = new TextEncoder().encode(info);
     headers["x-attic-nar-info-preamble-size"] = String(head.length);
-    const reader = nar.stream.getReader();
-    let sentHead = false;
-    body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        if (!sentHead) {
-          sentHead = true;
-          controller.enqueue(head);
-          return;
-        }
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      },
-      cancel: (reason) => reader.cancel(reason),
-    }, { highWaterMark: 0 });
+    body = prepend(head, nar.stream);
   } else {
     headers["x-attic-nar-info"] = info;
   }

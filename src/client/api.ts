@@ -150,7 +150,8 @@ export class ApiClient {
   }
 }
 
-function prepend(head: Uint8Array, rest: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+/** A stream of `head` followed by `rest`, pulled lazily (used for Attic's preamble form). */
+export function prepend(head: Uint8Array, rest: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
   const reader = rest.getReader();
   let sent = false;
   return new ReadableStream<Uint8Array>({
