@@ -49,8 +49,12 @@ declare const GARRET_COMMIT: string | undefined;
 /** The commit this binary was built from; from a checkout, asks git. */
 function commit(): string {
   if (typeof GARRET_COMMIT === "string") return GARRET_COMMIT;
-  const git = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: import.meta.dir, stderr: "ignore" });
-  return git.exitCode === 0 ? `${git.stdout.toString().trim()} (checkout)` : "unknown";
+  try {
+    const git = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: import.meta.dir, stderr: "ignore" });
+    return git.exitCode === 0 ? `${git.stdout.toString().trim()} (checkout)` : "unknown";
+  } catch {
+    return "unknown"; // no git, or not a checkout
+  }
 }
 
 const COMMANDS: Record<string, () => Promise<Command>> = {

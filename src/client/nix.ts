@@ -78,8 +78,10 @@ function closureFromDb(paths: string[], dbPath = NIX_DB): LocalPathInfo[] | null
       { id: number; path: string; hash: string; narSize: number | null; deriver: string | null; sigs: string | null; ca: string | null }[];
     const found = new Set(rows.map((r) => r.path));
     if (!resolved.every((p) => found.has(p)) || rows.some((r) => r.narSize === null)) return null;
-    const refs = db.query(`${closure} SELECT r.referrer AS id, v.path AS path FROM Refs r JOIN closure c ON r.referrer = c.id
-      JOIN ValidPaths v ON v.id = r.reference`).all(...resolved) as { id: number; path: string }[];
+    // CROSS JOIN fixes the join order: walk the closure and look up each one's references. Left
+    // to itself SQLite scanned all of Refs first, 20 ms on a store of 30 000 paths.
+    const refs = db.query(`${closure} SELECT r.referrer AS id, v.path AS path FROM closure c
+      CROSS JOIN Refs r ON r.referrer = c.id CROSS JOIN ValidPaths v ON v.id = r.reference`).all(...resolved) as { id: number; path: string }[];
     const refsOf = new Map<number, string[]>();
     for (const r of refs) refsOf.set(r.id, [...(refsOf.get(r.id) ?? []), r.path]);
     return rows.map((r) => ({
