@@ -8,7 +8,7 @@
  *   --full    adds the 4 GiB NAR to the ingest bench
  *   names     run only these benches
  *
- * The benches build their inputs with nix-build (kept in /nix/store, so later runs are faster),
+ * They run the single binary (built once into a temp dir, or $GARRET_BIN). The benches build their inputs with nix-build (kept in /nix/store, so later runs are faster),
  * start their own garret servers (and nginx for serve, installing nginx-light and wrk with apt-get
  * when missing) and stop them at the end. They need Nix and run as root. On 2 cores: about 2
  * minutes (--quick: 45 s), plus about 30 s the first time to build the inputs; --full adds about
@@ -87,6 +87,13 @@ console.log(`  commit ${firstLine(["git", "-C", REPO, "log", "-1", "--format=%h 
 console.log(`  ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, bun ${Bun.version}, ${firstLine(["nix", "--version"])}`);
 
 const dir = mkdtempSync(join(tmpdir(), "garret-bench-run-"));
+// Every bench runs the shipped single binary; build it once here for all of them.
+if (!process.env.GARRET_BIN) {
+  const bin = join(dir, "garret");
+  const built = run([BUN, join(REPO, "scripts/build.ts"), "--outfile", bin]);
+  if (built.code !== 0) throw new Error(`npm run build failed:\n${built.stderr}`);
+  process.env.GARRET_BIN = bin;
+}
 const summary: SummaryRow[] = [];
 const times: string[][] = [];
 let crashed = 0;
