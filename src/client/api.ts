@@ -120,12 +120,13 @@ export class ApiClient {
   }
 
   /**
-   * Streams a NAR to upload-path (one attempt: a stream cannot be replayed). The metadata goes in
+   * Sends a NAR to upload-path, streamed or (small ones) in one buffer; one attempt: a stream
+   * cannot be replayed. The metadata goes in
    * X-Attic-Nar-Info, or in a JSON preamble when it is too big for a header (hundreds of
    * references). No deadline: Bun's idle timer (reset by every byte) is the only limit, so a slow
    * transfer that still moves is never cut.
    */
-  async uploadPath(info: UploadNarInfo, nar: ReadableStream<Uint8Array>, opts: { encoding?: string; signal?: AbortSignal } = {}): Promise<UploadAnswer> {
+  async uploadPath(info: UploadNarInfo, nar: ReadableStream<Uint8Array> | Uint8Array, opts: { encoding?: string; signal?: AbortSignal } = {}): Promise<UploadAnswer> {
     const meta = JSON.stringify(info);
     const headers: Record<string, string> = { "content-type": "application/x-nix-nar" };
     if (opts.encoding) headers["content-encoding"] = opts.encoding;
@@ -135,7 +136,7 @@ export class ApiClient {
     } else {
       const head = new TextEncoder().encode(meta);
       headers["x-attic-nar-info-preamble-size"] = String(head.length);
-      body = prepend(head, nar);
+      body = nar instanceof Uint8Array ? Buffer.concat([head, nar]) : prepend(head, nar);
     }
     let res: Response;
     try {

@@ -1,3 +1,4 @@
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 
 /**
@@ -53,14 +54,51 @@ class Buf {
   }
 }
 
-async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
-  const st = await lstat(path);
+/** The file-system calls the serialiser makes: asynchronous, or (for small paths) synchronous. */
+interface NarFs {
+  lstat(path: Buffer): Promise<Stats> | Stats;
+  readlink(path: Buffer): Promise<Buffer> | Buffer;
+  readdir(path: Buffer): Promise<Buffer[]> | Buffer[];
+  open(path: Buffer): Promise<OpenFile> | OpenFile;
+}
+interface OpenFile {
+  read(into: Buffer): Promise<number> | number;
+  close(): Promise<void> | void;
+}
+
+const asyncFs: NarFs = {
+  lstat: (p) => lstat(p),
+  readlink: (p) => readlink(p, { encoding: "buffer" }),
+  readdir: (p) => readdir(p, { encoding: "buffer" }),
+  open: async (p) => {
+    const fh = await open(p, "r");
+    return { read: async (b) => (await fh.read(b, 0, b.length, null)).bytesRead, close: () => fh.close() };
+  },
+};
+
+/**
+ * Blocking calls: each asynchronous one is a round trip through the thread pool, which costs
+ * more than reading a small file. Used only for small NARs, so the event loop stalls for
+ * microseconds.
+ */
+const syncFs: NarFs = {
+  lstat: (p) => lstatSync(p),
+  readlink: (p) => readlinkSync(p, { encoding: "buffer" }),
+  readdir: (p) => readdirSync(p, { encoding: "buffer" }),
+  open: (p) => {
+    const fd = openSync(p, "r");
+    return { read: (b) => readSync(fd, b, 0, b.length, null), close: () => closeSync(fd) };
+  },
+};
+
+async function* nodeOf(buf: Buf, path: Buffer, fs: NarFs): AsyncGenerator<Uint8Array> {
+  const st = await fs.lstat(path);
   buf.str("(");
   buf.str("type");
   if (st.isSymbolicLink()) {
     buf.str("symlink");
     buf.str("target");
-    buf.str(await readlink(path, { encoding: "buffer" }));
+    buf.str(await fs.readlink(path));
   } else if (st.isFile()) {
     buf.str("regular");
     if (st.mode & 0o100) {
@@ -69,31 +107,31 @@ async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
     }
     buf.str("contents");
     buf.u64(st.size);
-    const fh = await open(path, "r");
+    const file = await fs.open(path);
     try {
       let left = st.size;
       while (left > 0) {
         const chunk = Buffer.allocUnsafe(Math.min(READ, left));
-        const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+        const bytesRead = await file.read(chunk);
         if (bytesRead === 0) throw new Error(`${path.toString()} shrank while being read`);
         buf.raw(bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead));
         left -= bytesRead;
         yield* buf.drain();
       }
     } finally {
-      await fh.close();
+      await file.close();
     }
     buf.pad(st.size);
   } else if (st.isDirectory()) {
     buf.str("directory");
-    const names = (await readdir(path, { encoding: "buffer" })).sort(Buffer.compare);
+    const names = (await fs.readdir(path)).sort(Buffer.compare);
     for (const name of names) {
       buf.str("entry");
       buf.str("(");
       buf.str("name");
       buf.str(name);
       buf.str("node");
-      yield* nodeOf(buf, Buffer.concat([path, Buffer.from("/"), name]));
+      yield* nodeOf(buf, Buffer.concat([path, Buffer.from("/"), name]), fs);
       buf.str(")");
       yield* buf.drain();
     }
@@ -104,10 +142,10 @@ async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
   yield* buf.drain();
 }
 
-async function* narChunks(path: string): AsyncGenerator<Uint8Array> {
+async function* narChunks(path: string, fs = asyncFs): AsyncGenerator<Uint8Array> {
   const buf = new Buf();
   buf.str("nix-archive-1");
-  yield* nodeOf(buf, Buffer.from(path));
+  yield* nodeOf(buf, Buffer.from(path), fs);
   if (buf.size > 0) yield buf.take();
 }
 
@@ -124,4 +162,21 @@ export function narStream(path: string): ReadableStream<Uint8Array> {
       await it.return(undefined);
     },
   }, { highWaterMark: 0 });
+}
+
+/**
+ * The whole NAR of a small path in one buffer. A request with a fixed body costs client and
+ * server far less than a streamed one (no chunked encoding, one read), which is most of the cost
+ * of pushing many small paths. Callers keep `expectedSize` small: this holds the NAR in memory.
+ */
+export async function narBytes(path: string, expectedSize: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const part of narChunks(path, syncFs)) {
+    size += part.length;
+    if (size > expectedSize) break;
+    parts.push(part);
+  }
+  if (size !== expectedSize) throw new Error(`the NAR of ${path} is not the ${expectedSize} bytes the Nix database records`);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
 }

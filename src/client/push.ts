@@ -1,5 +1,5 @@
-import { ApiClient, ApiError, type UploadAnswer } from "./api.ts";
-import { narStream } from "./nar.ts";
+import { ApiClient, ApiError, type UploadAnswer, type UploadNarInfo } from "./api.ts";
+import { narBytes, narStream } from "./nar.ts";
 import { closureOf, dependenciesFirst, dumpNar, NixCommandError, type LocalPathInfo } from "./nix.ts";
 import { backoffMs, isRetryable, type RetryPolicy } from "./retry.ts";
 import type { RateLimiter } from "./throttle.ts";
@@ -110,26 +110,41 @@ function openNar(path: string, source: NarSource): { stream: ReadableStream<Uint
   return { stream: narStream(path), done: Promise.resolve(), kill: () => {} };
 }
 
+/**
+ * NARs up to this size go as one buffer when nothing transforms them on the way; with -j N at
+ * most N of them are in memory at once.
+ */
+const SMALL_NAR = 1024 * 1024;
+
+function uploadInfo(cache: string, p: LocalPathInfo): UploadNarInfo {
+  return {
+    cache,
+    store_path_hash: storePathHash(p.path),
+    store_path: p.path,
+    references: p.references,
+    system: null,
+    deriver: p.deriver,
+    sigs: p.signatures,
+    ca: p.ca,
+    nar_hash: p.narHash,
+    nar_size: p.narSize,
+  };
+}
+
 /** One attempt: NAR → count → (zstd) → (rate limit) → PUT upload-path. */
 async function uploadOnce(api: ApiClient, cache: string, p: LocalPathInfo, compress: boolean,
   limiter: RateLimiter | undefined, onBytes: (n: number) => void, source: NarSource): Promise<UploadAnswer> {
+  if (source === "native" && !compress && !limiter && p.narSize <= SMALL_NAR) {
+    const nar = await narBytes(p.path, p.narSize);
+    onBytes(nar.length);
+    return api.uploadPath(uploadInfo(cache, p), nar);
+  }
   const nar = openNar(p.path, source);
   let body = nar.stream.pipeThrough(counter(onBytes));
   if (compress) body = body.pipeThrough(new CompressionStream("zstd" as never) as unknown as TransformStream<Uint8Array, Uint8Array>);
   if (limiter) body = body.pipeThrough(limiter.transform());
   try {
-    const answer = await api.uploadPath({
-      cache,
-      store_path_hash: storePathHash(p.path),
-      store_path: p.path,
-      references: p.references,
-      system: null,
-      deriver: p.deriver,
-      sigs: p.signatures,
-      ca: p.ca,
-      nar_hash: p.narHash,
-      nar_size: p.narSize,
-    }, body, { encoding: compress ? "zstd" : undefined });
+    const answer = await api.uploadPath(uploadInfo(cache, p), body, { encoding: compress ? "zstd" : undefined });
     // The server verified hash and size, so the dump was complete; only reap the process.
     await nar.done.catch(() => {});
     return answer;
