@@ -29,9 +29,8 @@ export class LocalStorage implements Storage {
 
   async createWriter(key: string): Promise<StorageWriter> {
     const finalPath = this.pathOf(key);
-    await mkdir(this.tmpDir, { recursive: true });
     const tmpPath = join(this.tmpDir, `${randomUUID()}.part`);
-    const handle = await open(tmpPath, "wx", 0o644);
+    const handle = await inDirectory(tmpPath, () => open(tmpPath, "wx", 0o644));
     return new LocalWriter(handle, tmpPath, finalPath);
   }
 
@@ -110,8 +109,7 @@ class LocalWriter implements StorageWriter {
   async commit(): Promise<void> {
     await this.handle.sync();
     await this.close();
-    await mkdir(dirname(this.finalPath), { recursive: true });
-    await rename(this.tmpPath, this.finalPath);
+    await inDirectory(this.finalPath, () => rename(this.tmpPath, this.finalPath));
   }
 
   async abort(): Promise<void> {
@@ -123,5 +121,19 @@ class LocalWriter implements StorageWriter {
     if (this.closed) return;
     this.closed = true;
     await this.handle.close();
+  }
+}
+
+/**
+ * Runs `op` on `path`, creating its directory only when the first try finds it missing: the
+ * directories almost always exist, and a mkdir per object was a thread-pool round trip per upload.
+ */
+async function inDirectory<T>(path: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    await mkdir(dirname(path), { recursive: true });
+    return op();
   }
 }
