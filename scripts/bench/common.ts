@@ -425,6 +425,12 @@ export async function uploadPath(url: string, token: string, cache: string, p: P
 // ---------------------------------------------------------------------------------------------
 // memory
 
+/** CPU seconds (user + system) a live process has used so far, from /proc/<pid>/stat. */
+export function procCpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // utime and stime, in clock ticks of 1/100 s
+}
+
 /** A field of /proc/<pid>/status in bytes (VmRSS, VmHWM), or NaN when unreadable. */
 export function procStatusBytes(pid: number, field: "VmRSS" | "VmHWM"): number {
   try {

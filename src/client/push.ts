@@ -168,13 +168,11 @@ export async function push(api: ApiClient, cache: string, paths: string[], opts:
   const ev = opts.events ?? {};
   const jobs = Math.max(1, opts.jobs ?? 4);
   const retry = opts.retry ?? api.retry;
+  // The cache's upstream keys are asked for while the closure is read, not after.
+  const config = opts.ignoreUpstreamFilter ? null : api.getCache<{ upstream_cache_key_names?: string[] }>(cache);
+  config?.catch(() => {}); // awaited below; only keeps a closure failure from leaving it unhandled
   const closure = dependenciesFirst(await closureOf(paths));
-
-  let upstreamKeys = new Set<string>();
-  if (!opts.ignoreUpstreamFilter) {
-    const config = await api.getCache<{ upstream_cache_key_names?: string[] }>(cache);
-    upstreamKeys = new Set(config.upstream_cache_key_names ?? []);
-  }
+  const upstreamKeys = new Set(config ? (await config).upstream_cache_key_names ?? [] : []);
   const upstream = closure.filter((p) => signedByUpstream(p, upstreamKeys));
   const candidates = closure.filter((p) => !signedByUpstream(p, upstreamKeys) && !opts.known?.has(p.path));
   const missing = await missingOf(api, cache, candidates);

@@ -101,6 +101,7 @@ export class SqliteMetaStore implements MetaStore {
       insertPack: q("INSERT INTO packs (storage_key, size, state, created_at) VALUES (?, 0, 'pending', ?)"),
       deletePack: q("DELETE FROM packs WHERE id = ? AND state = 'pending'"),
       sealPack: q("UPDATE packs SET state = 'valid', size = ? WHERE id = ? AND state = 'pending'"),
+      packState: q("SELECT state FROM packs WHERE id = ?"),
       insertChunk: q(`INSERT INTO chunks (chunk_hash, chunk_size, compression, pack_id, pack_offset,
           stored_size, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'valid', ?)
         ON CONFLICT (chunk_hash) DO UPDATE SET compression = excluded.compression,
@@ -228,8 +229,11 @@ export class SqliteMetaStore implements MetaStore {
     const t = now();
     return this.db.transaction(() => {
       for (const p of c.packs) {
-        // Only a collector that wrongly judged the upload dead could have taken the pending pack.
-        if (this.stmt.sealPack!.run(p.size, p.id).changes !== 1) throw new Error(`internal: pack ${p.id} is no longer pending`);
+        if (this.stmt.sealPack!.run(p.size, p.id).changes === 1) continue;
+        // Only a collector that wrongly judged the upload dead could have taken the pending pack
+        // (or, for a shared one sealed by another upload, a valid pack it judged empty).
+        const sealed = p.shared && (this.stmt.packState!.get(p.id) as { state: string } | null)?.state === "valid";
+        if (!sealed) throw new Error(`internal: pack ${p.id} is no longer pending`);
       }
       for (const ch of c.newChunks) {
         // A concurrent upload may have indexed the same chunk first: keep its copy, unless ours

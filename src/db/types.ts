@@ -80,8 +80,11 @@ export interface ObjectMeta {
 }
 
 export interface UploadCommit {
-  /** Packs this upload wrote, now durable in storage. */
-  packs: { id: number; size: number }[];
+  /**
+   * Packs this upload wrote, now durable in storage. A shared one (small uploads written
+   * together) is sealed by whichever of its uploads commits first.
+   */
+  packs: { id: number; size: number; shared?: boolean }[];
   newChunks: NewChunk[];
   /** The NAR's chunks in order, by hash; each is either in newChunks or already indexed. */
   chunkHashes: string[];

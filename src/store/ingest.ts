@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Chunker, type ChunkerOptions } from "./chunker.ts";
 import { compressChunk } from "./compression.ts";
+import { packBatcherFor, type BatchPlacement, type PackBatcher } from "./pack-batcher.ts";
 import type { Storage, StorageWriter } from "./storage.ts";
 import type { Compression, IndexedChunk, MetaStore, NewChunk } from "../db/types.ts";
 import { NarValidator } from "../nix/nar.ts";
@@ -16,6 +17,11 @@ export interface IngestOptions {
   packSizeLimit: number;
   /** Chunks being compressed at once; bounds memory at about this many chunks. */
   compressionWindow: number;
+  /**
+   * NARs up to this size keep their new chunks in memory and share packs with the small uploads
+   * that finish at the same time (see PackBatcher); larger ones write packs of their own.
+   */
+  sharedPackBelow: number;
 }
 
 export const DEFAULT_INGEST: Omit<IngestOptions, "chunking"> = {
@@ -24,6 +30,7 @@ export const DEFAULT_INGEST: Omit<IngestOptions, "chunking"> = {
   wholeNarThreshold: 64 * 1024,
   packSizeLimit: 64 * 1024 * 1024,
   compressionWindow: 4,
+  sharedPackBelow: 1024 * 1024,
 };
 
 /** Why an upload was refused: the NAR's size, hash or structure is not what was claimed. */
@@ -39,7 +46,7 @@ export interface StagedNar {
   narSize: number;
   chunkHashes: string[];
   newChunks: NewChunk[];
-  packs: { id: number; size: number; key: string }[];
+  packs: PackRef[];
   /** Uncompressed bytes that were already stored (globally or earlier in this upload). */
   dedupBytes: number;
   /** Compressed bytes this upload added to storage. */
@@ -52,9 +59,28 @@ function sha256Hex(data: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(data).digest("hex");
 }
 
+/** A pack an upload wrote into; `shared` when other uploads' chunks are in it too. */
+export interface PackRef {
+  id: number;
+  size: number;
+  key: string;
+  shared?: boolean;
+}
+
+/** Where the pipeline puts compressed chunks. */
+interface ChunkSink {
+  readonly packs: PackRef[];
+  append(data: Uint8Array): Promise<{ packId: number; offset: number }>;
+  /** Makes everything appended durable. */
+  seal(): Promise<void>;
+  /** Gives the chunks appended their final place, once sealed. */
+  place(chunks: NewChunk[]): void;
+  discard(): Promise<void>;
+}
+
 /** Appends compressed chunks to packs, sealing one at the size limit and starting the next. */
-class PackSink {
-  readonly packs: { id: number; size: number; key: string }[] = [];
+class PackSink implements ChunkSink {
+  readonly packs: PackRef[] = [];
   private writer: StorageWriter | null = null;
   private current: { id: number; key: string } | null = null;
 
@@ -85,6 +111,8 @@ class PackSink {
     this.current = null;
   }
 
+  place(): void {} // appended chunks are in place already
+
   /** Undoes everything: deletes sealed packs, drops the open one, forgets their records. */
   async discard(): Promise<void> {
     if (this.writer) await this.writer.abort().catch(() => {});
@@ -92,6 +120,42 @@ class PackSink {
     await forgetPacks(this.storage, this.meta, all);
     this.writer = null;
     this.current = null;
+  }
+}
+
+/** Keeps a small upload's compressed chunks in memory and hands them to the PackBatcher at seal. */
+class SharedPackSink implements ChunkSink {
+  readonly packs: PackRef[] = [];
+  private pieces: Uint8Array[] = [];
+  private size = 0;
+  private placed: BatchPlacement | null = null;
+
+  constructor(private readonly batcher: PackBatcher) {}
+
+  async append(data: Uint8Array): Promise<{ packId: number; offset: number }> {
+    this.pieces.push(data);
+    this.size += data.length;
+    return { packId: 0, offset: this.size - data.length }; // made final by place()
+  }
+
+  async seal(): Promise<void> {
+    if (this.pieces.length === 0) return;
+    this.placed = await this.batcher.write(this.pieces);
+    this.pieces = [];
+    this.packs.push({ id: this.placed.packId, size: this.placed.packSize, key: this.placed.packKey, shared: true });
+  }
+
+  place(chunks: NewChunk[]): void {
+    if (!this.placed) return;
+    for (const c of chunks) {
+      c.packId = this.placed.packId;
+      c.offset += this.placed.offset;
+    }
+  }
+
+  /** Nothing of a shared pack is deleted here: other uploads may commit into it. */
+  async discard(): Promise<void> {
+    this.pieces = [];
   }
 }
 
@@ -131,7 +195,9 @@ export async function ingestNar(
   expected: { narHash: Uint8Array; narSize: number },
   opts: IngestOptions,
 ): Promise<StagedNar> {
-  const sink = new PackSink(deps.storage, deps.meta, opts.packSizeLimit);
+  const sink: ChunkSink = expected.narSize <= opts.sharedPackBelow
+    ? new SharedPackSink(packBatcherFor(deps.storage, deps.meta, opts.packSizeLimit))
+    : new PackSink(deps.storage, deps.meta, opts.packSizeLimit);
   const narHasher = new Bun.CryptoHasher("sha256");
   const validator = new NarValidator();
   const whole = expected.narSize < opts.wholeNarThreshold;
@@ -202,6 +268,7 @@ export async function ingestNar(
     if (wholeBuf && narSize > 0) await handleChunk(wholeBuf);
     while (inflight.length > 0) await flushOne();
     await sink.seal();
+    sink.place(newChunks);
   } catch (err) {
     await Promise.allSettled(inflight.map((j) => j.compressed));
     await sink.discard();
@@ -229,7 +296,10 @@ async function forgetPacks(storage: Storage, meta: MetaStore, packs: { id: numbe
   }
 }
 
-/** Deletes the packs of a staged NAR that will not be committed. */
+/**
+ * Deletes the packs of a staged NAR that will not be committed. A shared pack stays: other
+ * uploads may commit into it, and if none does the collector takes it.
+ */
 export async function discardStaged(deps: { storage: Storage; meta: MetaStore }, staged: StagedNar): Promise<void> {
-  await forgetPacks(deps.storage, deps.meta, staged.packs);
+  await forgetPacks(deps.storage, deps.meta, staged.packs.filter((p) => !p.shared));
 }

@@ -1,0 +1,93 @@
+import { randomUUID } from "node:crypto";
+import type { Storage } from "./storage.ts";
+import type { MetaStore } from "../db/types.ts";
+
+/** Where a batch put one upload's bytes: a shared pack, from `offset` on. */
+export interface BatchPlacement {
+  packId: number;
+  packKey: string;
+  /** Size of the whole shared pack, as its first committer seals it. */
+  packSize: number;
+  offset: number;
+}
+
+interface Waiting {
+  pieces: Uint8Array[];
+  bytes: number;
+  resolve(p: BatchPlacement): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Writes the chunks of small uploads into shared packs: one storage object and one fsync (or one
+ * PUT on S3) for every upload that became ready while the previous pack was being written. On
+ * their own, small uploads spent most of their time in the fsync of a pack of their own.
+ *
+ * A lone upload is written at once, so nothing waits for company; batches form only under load.
+ * The pack is recorded pending before its first byte, like any other, and sealed by the first
+ * upload that commits into it; if none does, the collector takes it as a crash leftover.
+ */
+export class PackBatcher {
+  private queue: Waiting[] = [];
+  private writing = false;
+
+  constructor(private readonly storage: Storage, private readonly meta: MetaStore, private readonly limit: number) {}
+
+  /** Makes `pieces` durable, back to back, in a shared pack; resolves once they are. */
+  write(pieces: Uint8Array[]): Promise<BatchPlacement> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ pieces, bytes: pieces.reduce((n, p) => n + p.length, 0), resolve, reject });
+      if (!this.writing) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.queue.length > 0) await this.writeBatch(this.takeBatch());
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  /** The waiting uploads that fit in one pack (always at least one). */
+  private takeBatch(): Waiting[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.bytes <= this.limit)) bytes += this.queue[n++]!.bytes;
+    return this.queue.splice(0, n);
+  }
+
+  private async writeBatch(batch: Waiting[]): Promise<void> {
+    const key = `packs/${randomUUID()}.pack`;
+    let writer;
+    try {
+      const packId = await this.meta.createPendingPack(key);
+      writer = await this.storage.createWriter(key);
+      const offsets: number[] = [];
+      for (const w of batch) {
+        offsets.push(writer.bytesWritten);
+        for (const piece of w.pieces) await writer.write(piece);
+      }
+      await writer.commit();
+      const packSize = writer.bytesWritten;
+      batch.forEach((w, i) => w.resolve({ packId, packKey: key, packSize, offset: offsets[i]! }));
+    } catch (err) {
+      // The pending record stays for the collector: storage may be what failed.
+      await writer?.abort().catch(() => {});
+      for (const w of batch) w.reject(err);
+    }
+  }
+}
+
+const batchers = new WeakMap<Storage, PackBatcher>();
+
+/** The one batcher per storage backend in this process. */
+export function packBatcherFor(storage: Storage, meta: MetaStore, limit: number): PackBatcher {
+  let b = batchers.get(storage);
+  if (!b) {
+    b = new PackBatcher(storage, meta, limit);
+    batchers.set(storage, b);
+  }
+  return b;
+}
