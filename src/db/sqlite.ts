@@ -225,7 +225,52 @@ export class SqliteMetaStore implements MetaStore {
     this.stmt.deletePack!.run(packId);
   }
 
-  async commitUpload(c: UploadCommit): Promise<{ narId: number; narExisted: boolean }> {
+  /**
+   * Group commit: the commits requested in one turn of the event loop (the small uploads whose
+   * shared pack just became durable, typically) run in one transaction, each in a savepoint of
+   * its own, so one failing leaves the others alone. A lone commit waits one turn.
+   */
+  commitUpload(c: UploadCommit): Promise<{ narId: number; narExisted: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.commitQueue.push({ commit: c, resolve, reject });
+      if (this.commitQueue.length === 1) setImmediate(() => this.flushCommits());
+    });
+  }
+
+  private commitQueue: {
+    commit: UploadCommit;
+    resolve(r: { narId: number; narExisted: boolean }): void;
+    reject(err: unknown): void;
+  }[] = [];
+
+  private flushCommits(): void {
+    const batch = this.commitQueue.splice(0);
+    const results: ({ ok: { narId: number; narExisted: boolean } } | { err: unknown })[] = [];
+    try {
+      // IMMEDIATE: take the write lock before the first read. A deferred transaction that reads
+      // and then writes fails at once with SQLITE_BUSY when another process (garret gc) wrote.
+      this.db.transaction(() => {
+        for (const item of batch) {
+          try {
+            results.push({ ok: this.commitOne(item.commit) });
+          } catch (err) {
+            results.push({ err });
+          }
+        }
+      }).immediate();
+    } catch (err) {
+      for (const item of batch) item.reject(err);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const r = results[i]!;
+      if ("ok" in r) item.resolve(r.ok);
+      else item.reject(r.err);
+    });
+  }
+
+  /** One upload's commit, in a savepoint (bun:sqlite nests a transaction inside another so). */
+  private commitOne(c: UploadCommit): { narId: number; narExisted: boolean } {
     const t = now();
     return this.db.transaction(() => {
       for (const p of c.packs) {
@@ -273,9 +318,7 @@ export class SqliteMetaStore implements MetaStore {
         JSON.stringify(o.references), o.system, o.deriver, o.ca, JSON.stringify(o.sigs),
         o.serverSig, o.serverSigKey, o.createdBy, t, t);
       return { narId, narExisted: existing !== null && existing.state === "valid" };
-    // IMMEDIATE: take the write lock before the first read. A deferred transaction that reads and
-    // then writes fails at once with SQLITE_BUSY when another process (garret gc) wrote meanwhile.
-    }).immediate();
+    })();
   }
 
   // --- Garbage collection
