@@ -23,13 +23,14 @@ interface Waiting {
  * PUT on S3) for every upload that became ready while the previous pack was being written. On
  * their own, small uploads spent most of their time in the fsync of a pack of their own.
  *
- * A lone upload is written at once, so nothing waits for company; batches form only under load.
+ * A lone upload is written at once, so nothing waits for company; batches form only under load
+ * (uploads arriving while PARALLEL_PACKS packs are being written wait for the next one).
  * The pack is recorded pending before its first byte, like any other, and sealed by the first
  * upload that commits into it; if none does, the collector takes it as a crash leftover.
  */
 export class PackBatcher {
   private queue: Waiting[] = [];
-  private writing = false;
+  private writers = 0;
 
   constructor(private readonly storage: Storage, private readonly meta: MetaStore, private readonly limit: number) {}
 
@@ -37,16 +38,16 @@ export class PackBatcher {
   write(pieces: Uint8Array[]): Promise<BatchPlacement> {
     return new Promise((resolve, reject) => {
       this.queue.push({ pieces, bytes: pieces.reduce((n, p) => n + p.length, 0), resolve, reject });
-      if (!this.writing) void this.drain();
+      if (this.writers < PARALLEL_PACKS) void this.drain();
     });
   }
 
   private async drain(): Promise<void> {
-    this.writing = true;
+    this.writers++;
     try {
       while (this.queue.length > 0) await this.writeBatch(this.takeBatch());
     } finally {
-      this.writing = false;
+      this.writers--;
     }
   }
 
@@ -79,6 +80,12 @@ export class PackBatcher {
     }
   }
 }
+
+/**
+ * Packs written at once. Two let one batch fill while the other waits for its fsync, so the
+ * disk's latency is not paid once per batch in a row.
+ */
+const PARALLEL_PACKS = 2;
 
 const batchers = new WeakMap<Storage, PackBatcher>();
 
