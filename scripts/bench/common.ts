@@ -219,7 +219,9 @@ export function nixBuild(expr: string, tag: string): string[] {
   const dir = tempDir(`garret-bench-expr-${tag}-`);
   try {
     writeFileSync(join(dir, "default.nix"), expr);
-    const out = runOk(["nix-build", ...NIX_OPTS, "--max-jobs", "4", "--no-out-link", join(dir, "default.nix")]);
+    // No substituters: this machine has no network, and asking cache.nixos.org about every new
+    // output waited for its timeout (most of the push bench's two minutes went there).
+    const out = runOk(["nix-build", ...NIX_OPTS, "--option", "substituters", "", "--max-jobs", "4", "--no-out-link", join(dir, "default.nix")]);
     return out.trim().split("\n").filter(Boolean);
   } finally {
     removeDir(dir);

@@ -64,7 +64,7 @@ export async function pushCommand(argv: string[]): Promise<void> {
   }
   const opts = pushOptionsFrom(values);
   const { api, cache, alias } = await resolveRemote(target, { caFile: values["ca-file"] });
-  const reporter = pushReporter(outputMode(values.json === true), cache);
+  const reporter = await pushReporter(outputMode(values.json === true), cache);
   let summary;
   try {
     summary = await push(api, cache, paths, { ...opts, events: reporter.events });

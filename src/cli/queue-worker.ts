@@ -2,7 +2,7 @@ import type { ApiClient } from "../client/api.ts";
 import { drainRound } from "../client/drain.ts";
 import type { PushOptions } from "../client/push.ts";
 import type { Spool } from "../client/spool.ts";
-import { pushReporter } from "./progress.ts";
+import { lineReporter } from "./progress.ts";
 import { resolveRemote } from "./remote.ts";
 import { CliError } from "./errors.ts";
 
@@ -54,7 +54,7 @@ export async function runWorker(spool: Spool, opts: WorkerOptions): Promise<void
       return remotes.get(target)!;
     },
     pushOptions: opts.pushOptions,
-    eventsFor: (cache: string) => pushReporter(opts.json ? "json" : "plain", cache).events,
+    eventsFor: (cache: string) => lineReporter(opts.json ? "json" : "plain", cache).events,
     log,
   };
   const maxBackoff = Math.min(60000, opts.intervalMs * 32);

@@ -62,7 +62,7 @@ export async function watchStoreCommand(argv: string[]): Promise<void> {
     if (pending.length > 0 && settled && Date.now() >= backoffUntil) {
       const batch = [...new Set(pending)].filter((p) => !known.has(p));
       pending = [];
-      const reporter = pushReporter(mode, cache);
+      const reporter = await pushReporter(mode, cache);
       try {
         const summary = await push(api, cache, batch, { ...opts, known, events: reporter.events });
         reporter.finish(summary);

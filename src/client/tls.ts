@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from "node:fs";
-import { rootCertificates } from "node:tls";
 
 /** Where distributions keep the system CA bundle (Debian/Ubuntu, Fedora/RHEL, Alpine/macOS-ish, NixOS). */
 export const SYSTEM_CA_BUNDLES = [
@@ -36,6 +35,9 @@ function readPem(file: string, what: string): string {
  * the ca-file saved by `garret login`). Private-CA deployments need only one of the last three.
  */
 export function tlsOptions(caFiles: (string | undefined)[], env: NodeJS.ProcessEnv = process.env): TlsOptions {
+  // Loaded only here: importing node:tls costs every client command about 2 ms at start, and
+  // plain http servers never need it.
+  const { rootCertificates } = import.meta.require("node:tls") as typeof import("node:tls");
   const ca: string[] = [...rootCertificates];
   const sources: string[] = [];
   const system = SYSTEM_CA_BUNDLES.find((f) => existsSync(f));
