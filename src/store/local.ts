@@ -1,3 +1,4 @@
+import { closeSync, fsync, mkdirSync, open as openFd, renameSync, unlinkSync, writeSync } from "node:fs";
 import { mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -32,6 +33,42 @@ export class LocalStorage implements Storage {
     const tmpPath = join(this.tmpDir, `${randomUUID()}.part`);
     const handle = await inDirectory(tmpPath, () => open(tmpPath, "wx", 0o644));
     return new LocalWriter(handle, tmpPath, finalPath);
+  }
+
+  /**
+   * A small object in two thread-pool hops instead of one per step: creating the file (ext4
+   * allocating an inode can take a while) and the fsync run off-thread; the write of bytes
+   * already in memory, the close and the rename are quick and run inline. Same guarantees as a
+   * writer: temp file, fsync, then rename into place.
+   */
+  async put(key: string, pieces: Uint8Array[]): Promise<number> {
+    const finalPath = this.pathOf(key);
+    const tmpPath = join(this.tmpDir, `${randomUUID()}.part`);
+    const fd = await inDirectory(tmpPath, () => openAsync(tmpPath));
+    let open = true;
+    try {
+      let size = 0;
+      for (const piece of pieces) size += writeFully(fd, piece);
+      await fsyncAsync(fd);
+      closeSync(fd);
+      open = false;
+      try {
+        renameSync(tmpPath, finalPath);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        mkdirSync(dirname(finalPath), { recursive: true });
+        renameSync(tmpPath, finalPath);
+      }
+      return size;
+    } catch (err) {
+      if (open) closeSync(fd);
+      try {
+        unlinkSync(tmpPath);
+      } catch {
+        // already gone (or renamed); the collector sweeps temp files anyway
+      }
+      throw err;
+    }
   }
 
   async read(key: string, range?: ByteRange): Promise<Uint8Array> {
@@ -122,6 +159,18 @@ class LocalWriter implements StorageWriter {
     this.closed = true;
     await this.handle.close();
   }
+}
+
+const openAsync = (path: string): Promise<number> =>
+  new Promise((resolve, reject) => openFd(path, "wx", 0o644, (err, fd) => (err ? reject(err) : resolve(fd))));
+
+const fsyncAsync = (fd: number): Promise<void> =>
+  new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+
+function writeFully(fd: number, data: Uint8Array): number {
+  let done = 0;
+  while (done < data.length) done += writeSync(fd, data, done, data.length - done);
+  return data.length;
 }
 
 /**

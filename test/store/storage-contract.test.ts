@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { LocalStorage } from "../../src/store/local.ts";
 import { S3Storage } from "../../src/store/s3.ts";
 import { MissingObjectError, putStream, StorageError, type Storage } from "../../src/store/storage.ts";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { tempDir } from "../helpers/nix.ts";
 import { S3_BUCKET, S3_KEY, S3_SECRET, startS3, type TestS3 } from "../helpers/s3.ts";
 
@@ -103,10 +105,35 @@ for (const [name, make] of Object.entries(backends)) {
       for (const k of keys) expect(await storage.exists(k)).toBe(false);
     });
 
+    test("put stores pieces back to back as one object, also under a directory not made yet", async () => {
+      const pieces = [random(1000), random(70_000), new Uint8Array(0), random(3)];
+      const all = Buffer.concat(pieces);
+      expect(await storage.put("packs/new-dir/p.pack", pieces)).toBe(all.length);
+      expect(await storage.size("packs/new-dir/p.pack")).toBe(all.length);
+      expect(Buffer.from(await storage.read("packs/new-dir/p.pack")).equals(all)).toBe(true);
+      const slice = await storage.read("packs/new-dir/p.pack", { offset: 999, length: 2 });
+      expect(Buffer.from(slice).equals(all.subarray(999, 1001))).toBe(true);
+    });
+
     test("keys that could escape are refused", async () => {
       for (const key of ["../x", "packs/../../x", "/abs", "a//b", "", "packs/.hidden"]) {
         await expect(storage.createWriter(key)).rejects.toBeInstanceOf(StorageError);
+        await expect(storage.put(key, [random(1)])).rejects.toBeInstanceOf(StorageError);
       }
     });
   });
 }
+
+describe("local put", () => {
+  test("a put that fails leaves neither the object nor a temp file", async () => {
+    const dir = tempDir("garret-storage-");
+    const local = new LocalStorage(dir);
+    await local.init();
+    // A file where the pack's directory should be: the rename into place fails after the bytes
+    // were written and synced.
+    writeFileSync(join(dir, "packs"), "in the way");
+    await expect(local.put("packs/x.pack", [random(10)])).rejects.toThrow();
+    expect(existsSync(join(dir, "packs/x.pack"))).toBe(false);
+    expect(readdirSync(join(dir, ".tmp"))).toEqual([]);
+  });
+});
