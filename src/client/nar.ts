@@ -1,10 +1,11 @@
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 
 /**
  * Serialises a store path to NAR straight from the file system, as `nix-store --dump` does, but
  * in this process: spawning Nix costs about 20 ms of CPU per path, which dominated pushes of many
- * small paths. Streams: memory stays bounded by one 256 KiB read whatever the file sizes.
+ * small paths. Two writers: a stream for any size (memory bounded by one 256 KiB read whatever
+ * the file sizes), and one buffer for small paths, whose size the Nix database records.
  *
  * Format (SPEC §3): every token is a u64 little-endian length, the bytes, zero padding to 8.
  * Directory entries are sorted by the bytes of their names; a regular file is executable when
@@ -54,51 +55,14 @@ class Buf {
   }
 }
 
-/** The file-system calls the serialiser makes: asynchronous, or (for small paths) synchronous. */
-interface NarFs {
-  lstat(path: Buffer): Promise<Stats> | Stats;
-  readlink(path: Buffer): Promise<Buffer> | Buffer;
-  readdir(path: Buffer): Promise<Buffer[]> | Buffer[];
-  open(path: Buffer): Promise<OpenFile> | OpenFile;
-}
-interface OpenFile {
-  read(into: Buffer): Promise<number> | number;
-  close(): Promise<void> | void;
-}
-
-const asyncFs: NarFs = {
-  lstat: (p) => lstat(p),
-  readlink: (p) => readlink(p, { encoding: "buffer" }),
-  readdir: (p) => readdir(p, { encoding: "buffer" }),
-  open: async (p) => {
-    const fh = await open(p, "r");
-    return { read: async (b) => (await fh.read(b, 0, b.length, null)).bytesRead, close: () => fh.close() };
-  },
-};
-
-/**
- * Blocking calls: each asynchronous one is a round trip through the thread pool, which costs
- * more than reading a small file. Used only for small NARs, so the event loop stalls for
- * microseconds.
- */
-const syncFs: NarFs = {
-  lstat: (p) => lstatSync(p),
-  readlink: (p) => readlinkSync(p, { encoding: "buffer" }),
-  readdir: (p) => readdirSync(p, { encoding: "buffer" }),
-  open: (p) => {
-    const fd = openSync(p, "r");
-    return { read: (b) => readSync(fd, b, 0, b.length, null), close: () => closeSync(fd) };
-  },
-};
-
-async function* nodeOf(buf: Buf, path: Buffer, fs: NarFs): AsyncGenerator<Uint8Array> {
-  const st = await fs.lstat(path);
+async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
+  const st = await lstat(path);
   buf.str("(");
   buf.str("type");
   if (st.isSymbolicLink()) {
     buf.str("symlink");
     buf.str("target");
-    buf.str(await fs.readlink(path));
+    buf.str(await readlink(path, { encoding: "buffer" }));
   } else if (st.isFile()) {
     buf.str("regular");
     if (st.mode & 0o100) {
@@ -107,12 +71,12 @@ async function* nodeOf(buf: Buf, path: Buffer, fs: NarFs): AsyncGenerator<Uint8A
     }
     buf.str("contents");
     buf.u64(st.size);
-    const file = await fs.open(path);
+    const file = await open(path, "r");
     try {
       let left = st.size;
       while (left > 0) {
         const chunk = Buffer.allocUnsafe(Math.min(READ, left));
-        const bytesRead = await file.read(chunk);
+        const { bytesRead } = await file.read(chunk, 0, chunk.length, null);
         if (bytesRead === 0) throw new Error(`${path.toString()} shrank while being read`);
         buf.raw(bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead));
         left -= bytesRead;
@@ -124,14 +88,14 @@ async function* nodeOf(buf: Buf, path: Buffer, fs: NarFs): AsyncGenerator<Uint8A
     buf.pad(st.size);
   } else if (st.isDirectory()) {
     buf.str("directory");
-    const names = (await fs.readdir(path)).sort(Buffer.compare);
+    const names = (await readdir(path, { encoding: "buffer" })).sort(Buffer.compare);
     for (const name of names) {
       buf.str("entry");
       buf.str("(");
       buf.str("name");
       buf.str(name);
       buf.str("node");
-      yield* nodeOf(buf, Buffer.concat([path, Buffer.from("/"), name]), fs);
+      yield* nodeOf(buf, Buffer.concat([path, SLASH, name]));
       buf.str(")");
       yield* buf.drain();
     }
@@ -142,10 +106,10 @@ async function* nodeOf(buf: Buf, path: Buffer, fs: NarFs): AsyncGenerator<Uint8A
   yield* buf.drain();
 }
 
-async function* narChunks(path: string, fs = asyncFs): AsyncGenerator<Uint8Array> {
+async function* narChunks(path: string): AsyncGenerator<Uint8Array> {
   const buf = new Buf();
   buf.str("nix-archive-1");
-  yield* nodeOf(buf, Buffer.from(path), fs);
+  yield* nodeOf(buf, Buffer.from(path));
   if (buf.size > 0) yield buf.take();
 }
 
@@ -165,18 +129,121 @@ export function narStream(path: string): ReadableStream<Uint8Array> {
 }
 
 /**
- * The whole NAR of a small path in one buffer. A request with a fixed body costs client and
- * server far less than a streamed one (no chunked encoding, one read), which is most of the cost
- * of pushing many small paths. Callers keep `expectedSize` small: this holds the NAR in memory.
+ * The whole NAR of a small path in one buffer of the size the Nix database records, written in
+ * place with blocking calls: a request with a fixed body costs client and server far less than a
+ * streamed one, and for a path of a few KiB each thread-pool round trip or async step costs more
+ * than the read itself. Callers keep `expectedSize` small: this holds the NAR in memory.
  */
 export async function narBytes(path: string, expectedSize: number): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for await (const part of narChunks(path, syncFs)) {
-    size += part.length;
-    if (size > expectedSize) break;
-    parts.push(part);
-  }
-  if (size !== expectedSize) throw new Error(`the NAR of ${path} is not the ${expectedSize} bytes the Nix database records`);
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+  const w = new NarWriter(path, expectedSize);
+  w.str(MAGIC);
+  w.node(Buffer.from(path));
+  return w.finish();
 }
+
+const MAGIC = enc.encode("nix-archive-1");
+const TOKENS = Object.fromEntries(["(", ")", "type", "symlink", "target", "regular", "executable", "", "contents",
+  "directory", "entry", "name", "node"].map((t) => [t, enc.encode(t)]));
+
+/** Serialises into a fixed buffer; any disagreement with the recorded size is an error. */
+class NarWriter {
+  private readonly buf: Buffer;
+  private off = 0;
+
+  constructor(private readonly root: string, private readonly size: number) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  private room(n: number): void {
+    if (this.off + n > this.size) throw this.mismatch();
+  }
+
+  private mismatch(): Error {
+    return new Error(`the NAR of ${this.root} is not the ${this.size} bytes the Nix database records`);
+  }
+
+  private u64(n: number): void {
+    this.room(8);
+    this.buf.writeUInt32LE(n >>> 0, this.off);
+    this.buf.writeUInt32LE(Math.floor(n / 2 ** 32), this.off + 4);
+    this.off += 8;
+  }
+
+  private pad(n: number): void {
+    const p = (8 - (n % 8)) % 8;
+    this.room(p);
+    this.buf.fill(0, this.off, this.off + p);
+    this.off += p;
+  }
+
+  str(b: Uint8Array): void {
+    this.u64(b.length);
+    this.room(b.length);
+    this.buf.set(b, this.off);
+    this.off += b.length;
+    this.pad(b.length);
+  }
+
+  private tok(t: string): void {
+    this.str(TOKENS[t]!);
+  }
+
+  node(path: Buffer): void {
+    const st = lstatSync(path);
+    this.tok("(");
+    this.tok("type");
+    if (st.isSymbolicLink()) {
+      this.tok("symlink");
+      this.tok("target");
+      this.str(readlinkSync(path, { encoding: "buffer" }));
+    } else if (st.isFile()) {
+      this.tok("regular");
+      if (st.mode & 0o100) {
+        this.tok("executable");
+        this.tok("");
+      }
+      this.tok("contents");
+      this.u64(st.size);
+      this.room(st.size);
+      this.contents(path, st.size);
+      this.pad(st.size);
+    } else if (st.isDirectory()) {
+      this.tok("directory");
+      for (const name of readdirSync(path, { encoding: "buffer" }).sort(Buffer.compare)) {
+        this.tok("entry");
+        this.tok("(");
+        this.tok("name");
+        this.str(name);
+        this.tok("node");
+        this.node(Buffer.concat([path, SLASH, name]));
+        this.tok(")");
+      }
+    } else {
+      throw new Error(`${path.toString()} is neither a file, a directory nor a symlink`);
+    }
+    this.tok(")");
+  }
+
+  /** Reads the file straight into its place in the NAR. */
+  private contents(path: Buffer, size: number): void {
+    const fd = openSync(path, "r");
+    try {
+      let done = 0;
+      while (done < size) {
+        const n = readSync(fd, this.buf, this.off + done, size - done, null);
+        if (n === 0) throw new Error(`${path.toString()} shrank while being read`);
+        done += n;
+      }
+      this.off += size;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  finish(): Uint8Array {
+    if (this.off !== this.size) throw this.mismatch();
+    return this.buf;
+  }
+}
+
+const SLASH = Buffer.from("/");

@@ -3,7 +3,7 @@
  * every kind of file system object and awkward names.
  */
 import { describe, expect, test } from "bun:test";
-import { narStream } from "../../src/client/nar.ts";
+import { narBytes, narStream } from "../../src/client/nar.ts";
 import { buildExpr, narOf, requireNix, uniqueTag } from "../helpers/nix.ts";
 
 requireNix();
@@ -33,6 +33,8 @@ describe("narStream", () => {
     const theirs = narOf(out);
     expect(mine.length).toBe(theirs.length);
     expect(mine.equals(theirs)).toBe(true);
+    // The one-buffer writer for small paths, given the size the Nix database records.
+    expect(Buffer.from(await narBytes(out, theirs.length)).equals(theirs)).toBe(true);
   });
 
   test("a single file and a single symlink as the store path itself", async () => {
@@ -41,10 +43,22 @@ describe("narStream", () => {
       const out = buildExpr(`derivation { name = "garret-nar1-${tag}"; system = builtins.currentSystem; builder = "/bin/sh";
         args = [ "-c" "${script}" ]; }`);
       expect((await nar(out)).equals(narOf(out))).toBe(true);
+      expect(Buffer.from(await narBytes(out, narOf(out).length)).equals(narOf(out))).toBe(true);
+    }
+  });
+
+  test("the one-buffer writer refuses a size other than the path's, larger or smaller", async () => {
+    const tag = uniqueTag();
+    const out = buildExpr(`derivation { name = "garret-nar2-${tag}"; system = builtins.currentSystem; builder = "/bin/sh";
+      args = [ "-c" "/bin/mkdir $out; echo ${tag} > $out/f; /usr/bin/head -c 3000 /dev/zero > $out/g" ]; }`);
+    const size = narOf(out).length;
+    for (const wrong of [size - 8, size - 1, size + 8, 16]) {
+      await expect(narBytes(out, wrong)).rejects.toThrow("the Nix database records");
     }
   });
 
   test("a path that does not exist fails the stream", async () => {
-    expect(nar("/nix/store/00000000000000000000000000000000-nope")).rejects.toThrow("ENOENT");
+    await expect(nar("/nix/store/00000000000000000000000000000000-nope")).rejects.toThrow("ENOENT");
+    await expect(narBytes("/nix/store/00000000000000000000000000000000-nope", 100)).rejects.toThrow("ENOENT");
   });
 });
