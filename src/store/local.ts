@@ -1,4 +1,4 @@
-import { closeSync, fsync, mkdirSync, open as openFd, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -36,15 +36,16 @@ export class LocalStorage implements Storage {
   }
 
   /**
-   * A small object in two thread-pool hops instead of one per step: creating the file (ext4
-   * allocating an inode can take a while) and the fsync run off-thread; the write of bytes
-   * already in memory, the close and the rename are quick and run inline. Same guarantees as a
-   * writer: temp file, fsync, then rename into place.
+   * A small object in one thread-pool hop, the fsync: Bun's pool has a thread per CPU, and under
+   * load a hop queued behind other uploads' fsyncs for far longer than the step itself takes
+   * (creating the file: 40 us inline against 460-700 us as a hop). The bytes are in memory, so
+   * the write, the close and the rename are quick too. Same guarantees as a writer: temp file,
+   * fsync, then rename into place.
    */
   async put(key: string, pieces: Uint8Array[]): Promise<number> {
     const finalPath = this.pathOf(key);
     const tmpPath = join(this.tmpDir, `${randomUUID()}.part`);
-    const fd = await inDirectory(tmpPath, () => openAsync(tmpPath));
+    const fd = openInDirectorySync(tmpPath);
     let open = true;
     try {
       let size = 0;
@@ -161,8 +162,16 @@ class LocalWriter implements StorageWriter {
   }
 }
 
-const openAsync = (path: string): Promise<number> =>
-  new Promise((resolve, reject) => openFd(path, "wx", 0o644, (err, fd) => (err ? reject(err) : resolve(fd))));
+/** Creates `path` for writing, and its directory when missing (which is rare). */
+function openInDirectorySync(path: string): number {
+  try {
+    return openSync(path, "wx", 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, "wx", 0o644);
+  }
+}
 
 const fsyncAsync = (fd: number): Promise<void> =>
   new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
