@@ -1,3 +1,4 @@
+import { fstatSync } from "node:fs";
 import type cliProgressTypes from "cli-progress";
 import type { PushEvents, PushPlan, PushSummary } from "../client/push.ts";
 import type { LocalPathInfo } from "../client/nix.ts";
@@ -5,10 +6,24 @@ import type { LocalPathInfo } from "../client/nix.ts";
 export type OutputMode = "tty" | "plain" | "json";
 
 /** Bars only on a terminal that can draw them; plain lines when piped; nothing but JSON with --json. */
-export function outputMode(json: boolean, stream: NodeJS.WriteStream = process.stdout, env = process.env): OutputMode {
+export function outputMode(json: boolean, env = process.env): OutputMode {
   if (json) return "json";
-  if (stream.isTTY && env.TERM !== "dumb" && !env.GARRET_NO_PROGRESS) return "tty";
+  if (stdoutIsTerminal() && env.TERM !== "dumb" && !env.GARRET_NO_PROGRESS) return "tty";
   return "plain";
+}
+
+/**
+ * Whether stdout is a terminal. Only a character device can be one, and asking process.stdout
+ * builds Node's stream for it, which cost a client command 2-10 ms at start: pipes and files (CI,
+ * scripts, `--json | jq`) are told apart with one fstat.
+ */
+function stdoutIsTerminal(): boolean {
+  try {
+    if (!fstatSync(1).isCharacterDevice()) return false;
+  } catch {
+    return false;
+  }
+  return process.stdout.isTTY === true;
 }
 
 export function fmtBytes(n: number): string {
@@ -44,23 +59,27 @@ export interface Reporter {
   abort(): void;
 }
 
-/** The reporter for plain (line per path) and --json output: nothing on screen to redraw. */
-export function lineReporter(mode: "plain" | "json", cache: string, out: NodeJS.WriteStream = process.stdout): Reporter {
-  const err = (line: string) => process.stderr.write(`${line}\n`);
-  const say = (line: string) => (mode === "plain" ? out.write(`${line}\n`) : undefined);
+/**
+ * The reporter for plain (line per path) and --json output: nothing on screen to redraw. It
+ * writes with console.log and console.error, Bun's own buffered writers (flushed at exit, also
+ * on process.exit): process.stdout would build Node's stream for it (see stdoutIsTerminal).
+ */
+export function lineReporter(mode: "plain" | "json", cache: string): Reporter {
+  const plain = mode === "plain";
   const began = new Map<string, number>();
   return {
     events: {
-      plan: (p) => say(planLine(cache, p)),
-      start: (p) => void began.set(p.path, performance.now()),
+      plan: (p) => void (plain && console.log(planLine(cache, p))),
+      start: (p) => void (plain && began.set(p.path, performance.now())),
       uploaded: (p, a) => {
+        if (!plain) return;
         const secs = ((performance.now() - (began.get(p.path) ?? performance.now())) / 1000).toFixed(2);
-        say(`✓ ${p.path} (${fmtBytes(p.narSize)}${a.kind === "Deduplicated" ? ", deduplicated" : ""}, ${secs} s)`);
+        console.log(`✓ ${p.path} (${fmtBytes(p.narSize)}${a.kind === "Deduplicated" ? ", deduplicated" : ""}, ${secs} s)`);
       },
-      retry: (p, n, e, ms) => err(`↻ ${p.path}: ${e.message}; retry ${n} in ${(ms / 1000).toFixed(1)} s`),
-      failed: (p, e) => err(`✗ ${p.path}: ${e.message}`),
+      retry: (p, n, e, ms) => console.error(`↻ ${p.path}: ${e.message}; retry ${n} in ${(ms / 1000).toFixed(1)} s`),
+      failed: (p, e) => console.error(`✗ ${p.path}: ${e.message}`),
     },
-    finish: (s) => (mode === "json" ? out.write(`${JSON.stringify(s)}\n`) : say(doneLine(s))),
+    finish: (s) => console.log(plain ? doneLine(s) : JSON.stringify(s)),
     abort: () => {},
   };
 }
@@ -72,7 +91,7 @@ export function lineReporter(mode: "plain" | "json", cache: string, out: NodeJS.
  */
 export async function pushReporter(mode: OutputMode, cache: string, out: NodeJS.WriteStream = process.stdout): Promise<Reporter> {
   const err = (line: string) => process.stderr.write(`${line}\n`);
-  if (mode !== "tty") return lineReporter(mode, cache, out);
+  if (mode !== "tty") return lineReporter(mode, cache);
 
   // Loaded only for a terminal: scripts and CI (plain or --json) start about 2 ms sooner.
   const cliProgress = (await import("cli-progress")).default;

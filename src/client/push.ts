@@ -172,10 +172,15 @@ export async function push(api: ApiClient, cache: string, paths: string[], opts:
   const config = opts.ignoreUpstreamFilter ? null : api.getCache<{ upstream_cache_key_names?: string[] }>(cache);
   config?.catch(() => {}); // awaited below; only keeps a closure failure from leaving it unhandled
   const closure = dependenciesFirst(await closureOf(paths));
+  const unknown = closure.filter((p) => !opts.known?.has(p.path));
+  // One request covers the whole closure: ask it while the cache's settings are on the way
+  // instead of after (a round trip less); bigger closures ask only about non-upstream paths.
+  const early = unknown.length <= BATCH ? missingOf(api, cache, unknown) : null;
+  early?.catch(() => {}); // awaited below
   const upstreamKeys = new Set(config ? (await config).upstream_cache_key_names ?? [] : []);
   const upstream = closure.filter((p) => signedByUpstream(p, upstreamKeys));
-  const candidates = closure.filter((p) => !signedByUpstream(p, upstreamKeys) && !opts.known?.has(p.path));
-  const missing = await missingOf(api, cache, candidates);
+  const candidates = unknown.filter((p) => !signedByUpstream(p, upstreamKeys));
+  const missing = await (early ?? missingOf(api, cache, candidates));
   const todo = candidates.filter((p) => missing.has(storePathHash(p.path)));
   if (opts.known) {
     for (const p of upstream) opts.known.add(p.path);
