@@ -57,11 +57,29 @@ export function toLetters(p: Partial<Permission>): Record<string, 1> {
 }
 
 /**
+ * Answers per claims object: the server keeps verified tokens' claims (src/auth/token.ts), so a
+ * push's requests share one, and sorting and compiling its globs once per cache is enough.
+ */
+const answers = new WeakMap<CachePermissionClaims, Map<string, Permission>>();
+
+/**
  * The permission a token grants on one cache. As in Attic, an exact name wins; otherwise the first
  * matching glob in sorted order (Attic keeps the patterns in a sorted map), without merging.
  */
 export function permissionFor(claims: CachePermissionClaims | null, cache: string): Permission {
   if (!claims) return NO_PERMISSION;
+  let known = answers.get(claims);
+  if (!known) answers.set(claims, (known = new Map()));
+  let p = known.get(cache);
+  if (!p) {
+    if (known.size >= 1000) known.clear();
+    p = Object.freeze(resolvePermission(claims, cache));
+    known.set(cache, p);
+  }
+  return p;
+}
+
+function resolvePermission(claims: CachePermissionClaims, cache: string): Permission {
   const exact = Object.hasOwn(claims, cache) ? claims[cache] : undefined;
   if (exact && typeof exact === "object") return fromLetters(exact);
   for (const pattern of Object.keys(claims).sort()) {

@@ -56,7 +56,8 @@ export class TokenAuthority {
       if (known.exp > Date.now() / 1000) return known;
       this.verified.delete(digest);
     }
-    const claims = await this.verifyFully(token);
+    // Frozen: every request of a push gets this same object (and permissions are memoised per object).
+    const claims = Object.freeze(await this.verifyFully(token));
     if (this.verified.size >= VERIFIED_TOKENS_KEPT) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(digest, claims);
     return claims;

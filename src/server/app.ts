@@ -8,7 +8,7 @@ import { uploadPath } from "../cache/upload.ts";
 import { deletePath, listPins, pinPath, unpinPath } from "../cache/pins.ts";
 import { callerOf } from "./auth.ts";
 import { HEAD_MARKER } from "./head.ts";
-import { jsonBody, splitPreamble } from "./body.ts";
+import { jsonBody, splitPreamble, uploadBody } from "./body.ts";
 
 export function errorResponse(code: number, error: string, message: string): Response {
   return Response.json({ code, error, message }, { status: code });
@@ -23,7 +23,6 @@ function toResponse(err: unknown): Response {
 const text = (body: string, type: string): Response =>
   new Response(body, { headers: { "content-type": type } });
 
-const EMPTY_BODY = (async function* () {})();
 
 /** HTTP routes only: each one reads the request, calls domain code and shapes the answer. */
 export function buildApp(g: Garret) {
@@ -50,7 +49,7 @@ export function buildApp(g: Garret) {
         } catch {
           throw new GarretError("InvalidNarInfo", "X-Attic-Nar-Info is not valid JSON");
         }
-        body = request.body ?? EMPTY_BODY;
+        body = await uploadBody(request);
       } else if (preamble !== null && request.body) {
         ({ info, rest: body } = await splitPreamble(request.body, Number(preamble)));
       } else {
