@@ -43,6 +43,24 @@ Client:
 
 type Command = (argv: string[]) => Promise<void>;
 
+/** `--help` or `-h` among a command's own arguments (not after `--`). */
+function wantsHelp(args: string[]): boolean {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === "--help" || a === "-h");
+}
+
+/** The lines of HELP about one command (its usage lines and their continuations). */
+export function commandHelp(name: string): string {
+  const out: string[] = [];
+  let inside = false;
+  for (const line of HELP.split("\n")) {
+    if (/^  garret /.test(line)) inside = line.startsWith(`  garret ${name} `) || line === `  garret ${name}`;
+    else if (!/^ {6,}/.test(line)) inside = false;
+    if (inside) out.push(line);
+  }
+  return out.length > 0 ? `${out.join("\n")}\n` : HELP;
+}
+
 // Set by scripts/build.ts in the compiled executable.
 declare const GARRET_COMMIT: string | undefined;
 
@@ -105,7 +123,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`garret ${pkg.version} (commit ${commit()})\n`);
     return 0;
   }
-  const load = COMMANDS[name];
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (load && name !== "setup" && wantsHelp(rest)) {
+    process.stdout.write(commandHelp(name));
+    return 0;
+  }
   if (!load) {
     process.stderr.write(`error: unknown command ${JSON.stringify(name)}; see garret --help\n`);
     return 2;

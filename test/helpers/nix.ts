@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -39,8 +39,20 @@ export function runOk(cmd: string[], opts: RunOptions = {}): string {
   return r.stdout;
 }
 
+/** Temp dirs made by the tests; test/helpers/cleanup.ts removes them after the run. */
+const made: string[] = [];
+
+/** Removes every temp dir the tests made (unless GARRET_KEEP_TEMP is set, for a look afterwards). */
+export function removeTempDirs(): void {
+  if (process.env.GARRET_KEEP_TEMP) return;
+  // A test server's data dir holds hundreds of MB; a whole run left gigabytes in /tmp.
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
 export function tempDir(prefix = "garret-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 /** Options that make a root Nix without daemon work here and keep caches of answers out of the way. */
