@@ -19,25 +19,19 @@ export function narExtension(c: Compression): string {
 }
 
 /**
- * Chunks up to this size are compressed inline. Bun's thread pool has a thread per CPU, and the
- * fsyncs of pack writes hold them for a millisecond at a time: queued behind those, the
- * compression of a small chunk (tens of microseconds of work) waited ten times as long, which
- * capped the rate of small uploads under load.
+ * Compresses one chunk on its own. zstd runs on Bun's thread pool, so that compression overlaps
+ * with hashing and chunking on the main thread, unless `inline`: a small upload's only chunk,
+ * whose compression (tens of microseconds) waited ten times as long when queued on the pool
+ * behind pack fsyncs (a thread per CPU, each held for a millisecond), which capped the rate of
+ * small uploads under load. Each chunk becomes one complete frame, so the chunks of a NAR
+ * concatenated are a valid zstd stream.
  */
-const INLINE_COMPRESSION_BELOW = 64 * 1024;
-
-/**
- * Compresses one chunk on its own. Big chunks' zstd runs on Bun's thread pool so compression
- * overlaps with hashing and chunking on the main thread. Each chunk becomes one complete frame, so
- * the chunks of a NAR concatenated are a valid zstd stream.
- */
-export async function compressChunk(data: Uint8Array, c: Compression, level: number): Promise<Uint8Array> {
+export async function compressChunk(data: Uint8Array, c: Compression, level: number, inline = false): Promise<Uint8Array> {
   switch (c) {
     case "none":
       return data;
     case "zstd":
-      if (data.length < INLINE_COMPRESSION_BELOW) return Bun.zstdCompressSync(data, { level });
-      return Bun.zstdCompress(data, { level });
+      return inline ? Bun.zstdCompressSync(data, { level }) : Bun.zstdCompress(data, { level });
     case "br":
       return new Promise((resolve, reject) =>
         zlib.brotliCompress(data, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: level } },

@@ -240,7 +240,7 @@ export async function ingestNar(
     const copy = chunk.slice();
     inflight.push({
       hash, size: copy.length, heals: indexed !== null,
-      compressed: compressChunk(copy, opts.compression, opts.compressionLevel),
+      compressed: compressChunk(copy, opts.compression, opts.compressionLevel, whole),
     });
     if (inflight.length >= opts.compressionWindow) await flushOne();
   };

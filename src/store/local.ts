@@ -45,24 +45,18 @@ export class LocalStorage implements Storage {
   async put(key: string, pieces: Uint8Array[]): Promise<number> {
     const finalPath = this.pathOf(key);
     const tmpPath = join(this.tmpDir, `${randomUUID()}.part`);
-    const fd = openInDirectorySync(tmpPath);
-    let open = true;
+    const fd = inDirectorySync(tmpPath, () => openSync(tmpPath, "wx", 0o644));
+    let fdOpen = true;
     try {
       let size = 0;
       for (const piece of pieces) size += writeFully(fd, piece);
       await fsyncAsync(fd);
       closeSync(fd);
-      open = false;
-      try {
-        renameSync(tmpPath, finalPath);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-        mkdirSync(dirname(finalPath), { recursive: true });
-        renameSync(tmpPath, finalPath);
-      }
+      fdOpen = false;
+      inDirectorySync(finalPath, () => renameSync(tmpPath, finalPath));
       return size;
     } catch (err) {
-      if (open) closeSync(fd);
+      if (fdOpen) closeSync(fd);
       try {
         unlinkSync(tmpPath);
       } catch {
@@ -162,14 +156,14 @@ class LocalWriter implements StorageWriter {
   }
 }
 
-/** Creates `path` for writing, and its directory when missing (which is rare). */
-function openInDirectorySync(path: string): number {
+/** `inDirectory` for a blocking `op`. */
+function inDirectorySync<T>(path: string, op: () => T): T {
   try {
-    return openSync(path, "wx", 0o644);
+    return op();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     mkdirSync(dirname(path), { recursive: true });
-    return openSync(path, "wx", 0o644);
+    return op();
   }
 }
 
