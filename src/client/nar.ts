@@ -1,4 +1,4 @@
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync } from "node:fs";
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 
 /**
@@ -55,21 +55,26 @@ class Buf {
   }
 }
 
+/**
+ * The grammar both writers follow: the tokens that open the node `st` describes, up to its
+ * payload (a symlink's target, a file's size and contents, a directory's entries).
+ */
+function openingTokens(st: Stats, path: Buffer): readonly string[] {
+  if (st.isSymbolicLink()) return ["(", "type", "symlink", "target"];
+  if (st.isFile()) return st.mode & 0o100 ? ["(", "type", "regular", "executable", "", "contents"] : ["(", "type", "regular", "contents"];
+  if (st.isDirectory()) return ["(", "type", "directory"];
+  throw new Error(`${path.toString()} is neither a file, a directory nor a symlink`);
+}
+
+/** A directory entry is these tokens, its name, "node", the node, then ")". */
+const ENTRY_OPENING = ["entry", "(", "name"] as const;
+
 async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
   const st = await lstat(path);
-  buf.str("(");
-  buf.str("type");
+  for (const t of openingTokens(st, path)) buf.str(t);
   if (st.isSymbolicLink()) {
-    buf.str("symlink");
-    buf.str("target");
     buf.str(await readlink(path, { encoding: "buffer" }));
   } else if (st.isFile()) {
-    buf.str("regular");
-    if (st.mode & 0o100) {
-      buf.str("executable");
-      buf.str("");
-    }
-    buf.str("contents");
     buf.u64(st.size);
     const file = await open(path, "r");
     try {
@@ -86,21 +91,16 @@ async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
       await file.close();
     }
     buf.pad(st.size);
-  } else if (st.isDirectory()) {
-    buf.str("directory");
+  } else {
     const names = (await readdir(path, { encoding: "buffer" })).sort(Buffer.compare);
     for (const name of names) {
-      buf.str("entry");
-      buf.str("(");
-      buf.str("name");
+      for (const t of ENTRY_OPENING) buf.str(t);
       buf.str(name);
       buf.str("node");
       yield* nodeOf(buf, Buffer.concat([path, SLASH, name]));
       buf.str(")");
       yield* buf.drain();
     }
-  } else {
-    throw new Error(`${path.toString()} is neither a file, a directory nor a symlink`);
   }
   buf.str(")");
   yield* buf.drain();
@@ -190,36 +190,22 @@ class NarWriter {
 
   node(path: Buffer): void {
     const st = lstatSync(path);
-    this.tok("(");
-    this.tok("type");
+    for (const t of openingTokens(st, path)) this.tok(t);
     if (st.isSymbolicLink()) {
-      this.tok("symlink");
-      this.tok("target");
       this.str(readlinkSync(path, { encoding: "buffer" }));
     } else if (st.isFile()) {
-      this.tok("regular");
-      if (st.mode & 0o100) {
-        this.tok("executable");
-        this.tok("");
-      }
-      this.tok("contents");
       this.u64(st.size);
       this.room(st.size);
       this.contents(path, st.size);
       this.pad(st.size);
-    } else if (st.isDirectory()) {
-      this.tok("directory");
+    } else {
       for (const name of readdirSync(path, { encoding: "buffer" }).sort(Buffer.compare)) {
-        this.tok("entry");
-        this.tok("(");
-        this.tok("name");
+        for (const t of ENTRY_OPENING) this.tok(t);
         this.str(name);
         this.tok("node");
         this.node(Buffer.concat([path, SLASH, name]));
         this.tok(")");
       }
-    } else {
-      throw new Error(`${path.toString()} is neither a file, a directory nor a symlink`);
     }
     this.tok(")");
   }
