@@ -1,4 +1,6 @@
-import { mkdir, readFile, writeFile, rename, chmod } from "node:fs/promises";
+// Blocking calls: the file is a few hundred bytes, and each asynchronous call was a thread-pool
+// round trip; a push that remembered a new cache spent about a millisecond on them.
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, stringify } from "smol-toml";
@@ -54,7 +56,7 @@ export function clientConfigPath(env = process.env): string {
 export async function loadClientConfig(path = clientConfigPath()): Promise<ClientConfig> {
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = readFileSync(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return { servers: {} };
     throw err;
@@ -80,7 +82,7 @@ export async function loadClientConfig(path = clientConfigPath()): Promise<Clien
 
 /** Writes atomically with mode 0600: the file holds tokens. */
 export async function saveClientConfig(config: ClientConfig, path = clientConfigPath()): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const servers: Record<string, RawServer> = {};
   for (const [alias, s] of Object.entries(config.servers)) {
     servers[alias] = {
@@ -93,7 +95,7 @@ export async function saveClientConfig(config: ClientConfig, path = clientConfig
   const doc: Record<string, unknown> = { servers };
   if (config.defaultServer) doc["default-server"] = config.defaultServer;
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${stringify(doc)}\n`, { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await rename(tmp, path);
+  writeFileSync(tmp, `${stringify(doc)}\n`, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
 }

@@ -1,5 +1,5 @@
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
-import { lstat, open, readdir, readlink } from "node:fs/promises";
+type FsPromises = typeof import("node:fs/promises");
 
 /**
  * Serialises a store path to NAR straight from the file system, as `nix-store --dump` does, but
@@ -69,7 +69,8 @@ function openingTokens(st: Stats, path: Buffer): readonly string[] {
 /** A directory entry is these tokens, its name, "node", the node, then ")". */
 const ENTRY_OPENING = ["entry", "(", "name"] as const;
 
-async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
+async function* nodeOf(buf: Buf, path: Buffer, fs: FsPromises): AsyncGenerator<Uint8Array> {
+  const { lstat, open, readdir, readlink } = fs;
   const st = await lstat(path);
   for (const t of openingTokens(st, path)) buf.str(t);
   if (st.isSymbolicLink()) {
@@ -97,7 +98,7 @@ async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
       for (const t of ENTRY_OPENING) buf.str(t);
       buf.str(name);
       buf.str("node");
-      yield* nodeOf(buf, Buffer.concat([path, SLASH, name]));
+      yield* nodeOf(buf, Buffer.concat([path, SLASH, name]), fs);
       buf.str(")");
       yield* buf.drain();
     }
@@ -107,9 +108,12 @@ async function* nodeOf(buf: Buf, path: Buffer): AsyncGenerator<Uint8Array> {
 }
 
 async function* narChunks(path: string): AsyncGenerator<Uint8Array> {
+  // Loaded here, not at start: a push of small paths never streams, and the module costs a
+  // client command most of a millisecond to load.
+  const fs = await import("node:fs/promises");
   const buf = new Buf();
   buf.str("nix-archive-1");
-  yield* nodeOf(buf, Buffer.from(path));
+  yield* nodeOf(buf, Buffer.from(path), fs);
   if (buf.size > 0) yield buf.take();
 }
 

@@ -46,6 +46,8 @@ export async function validPaths(paths: string[]): Promise<{ valid: string[]; in
 }
 
 export const NIX_DB = "/nix/var/nix/db/db.sqlite";
+/** How Nix's database spells hashes, which is already the form a push sends. */
+const HEX_HASH = /^sha256:[0-9a-f]{64}$/;
 const STORE_PATH = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/;
 
 /**
@@ -86,7 +88,7 @@ function closureFromDb(paths: string[], dbPath = NIX_DB): LocalPathInfo[] | null
     for (const r of refs) refsOf.set(r.id, [...(refsOf.get(r.id) ?? []), r.path]);
     return rows.map((r) => ({
       path: r.path,
-      narHash: formatHex(parseSha256(r.hash)),
+      narHash: HEX_HASH.test(r.hash) ? r.hash : formatHex(parseSha256(r.hash)),
       narSize: r.narSize!,
       references: (refsOf.get(r.id) ?? []).sort(),
       deriver: r.deriver || null,
