@@ -36,6 +36,9 @@ export function startServer(g: Garret, listen: ListenAddress, log: (line: string
     port: listen.port,
     idleTimeout: 255,
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    // A production server: Bun's development mode (its default unless NODE_ENV=production) serves
+    // debug error pages; every error here is answered as JSON by the app anyway.
+    development: false,
     async fetch(request) {
       const started = performance.now();
       // Only this wrapper may set the HEAD marker.
