@@ -228,6 +228,23 @@ export function nixBuild(expr: string, tag: string): string[] {
   }
 }
 
+/**
+ * `paths - 1` leaves of about `bytes` of text (builtins.toFile) and a top referencing them all.
+ * `tag` makes the contents unique, so that no upload is answered by deduplication against an
+ * earlier run. Returns the top.
+ */
+export function buildWideClosure(paths: number, bytes: number, tag: string): string {
+  const expr = `
+    let
+      pad = i: builtins.concatStringsSep "" (builtins.genList (j: "garret push bench ${tag} leaf \${toString i} line \${toString j}\\n") (${bytes} / 40));
+      leaves = builtins.genList (i: builtins.toFile "garret-bench-push-${tag}-leaf-\${toString i}" (pad i)) ${paths - 1};
+    in derivation {
+      name = "garret-bench-push-${tag}-top"; system = builtins.currentSystem; builder = "/bin/sh";
+      args = [ "-c" "echo \${builtins.concatStringsSep " " leaves} > $out" ];
+    }`;
+  return nixBuild(expr, `push-${tag}`)[0]!;
+}
+
 /** The `sh` helper for expressions: a derivation run by /bin/sh (no nixpkgs needed). */
 export const SH_PRELUDE = `sh = args: derivation {
     name = args.name; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" args.script ];

@@ -12,28 +12,13 @@
  */
 import { cpus } from "node:os";
 import {
-  createCache, garretCmd, mintToken, nixBuild, parseFlags, printTable, procCpuSeconds, removeDir, requireNix, run, section,
+  buildWideClosure, createCache, garretCmd, mintToken, parseFlags, printTable, procCpuSeconds, removeDir, requireNix, run, section,
   startGarret, stopAll, tempDir, writeSummary, type Garret, type SummaryRow,
 } from "./common.ts";
 
 const PATHS = 50;
 
-/**
- * 49 leaves of ~`bytes` of text (builtins.toFile) and a top referencing all: 50 paths. `tag` makes
- * the contents unique, so that no upload is answered by deduplication against an earlier run.
- */
-function buildClosure(bytes: number, tag: string): string {
-  const leaves = PATHS - 1;
-  const expr = `
-    let
-      pad = i: builtins.concatStringsSep "" (builtins.genList (j: "garret push bench ${tag} leaf \${toString i} line \${toString j}\\n") (${bytes} / 40));
-      leaves = builtins.genList (i: builtins.toFile "garret-bench-push-${tag}-leaf-\${toString i}" (pad i)) ${leaves};
-    in derivation {
-      name = "garret-bench-push-${tag}-top"; system = builtins.currentSystem; builder = "/bin/sh";
-      args = [ "-c" "echo \${builtins.concatStringsSep " " leaves} > $out" ];
-    }`;
-  return nixBuild(expr, `push-${tag}`)[0]!;
-}
+const buildClosure = (bytes: number, tag: string): string => buildWideClosure(PATHS, bytes, tag);
 
 /** A request forwarder that waits latencyMs before each request: a server one network hop away. */
 function latencyProxy(target: string, latencyMs: number): ReturnType<typeof Bun.serve> {
