@@ -50,7 +50,7 @@ function wantsHelp(args: string[]): boolean {
 }
 
 /** The lines of HELP about one command (its usage lines and their continuations). */
-export function commandHelp(name: string): string {
+function commandHelp(name: string): string {
   const out: string[] = [];
   let inside = false;
   for (const line of HELP.split("\n")) {
