@@ -21,7 +21,11 @@ const outDir = dirname(outfile);
 if (existsSync(outDir)) {
   for (const f of readdirSync(outDir)) if (/^[\w-]+-[a-z0-9]{8}\.js\.map$/.test(f)) rmSync(join(outDir, f));
 }
+// The executable never reads a .env or bunfig.toml from wherever it is started: garret's settings
+// come from its config file, GARRET_* variables and flags, not from files that happen to lie in
+// the working directory.
 const proc = Bun.spawnSync([process.execPath, "build", "--compile", "--minify", "--sourcemap", "--format", "esm", "--bytecode", "--splitting",
+  "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
   "--define", `GARRET_COMMIT=${JSON.stringify(dirty ? `${commit}-dirty` : commit)}`,
   join(repo, "src/main.ts"), "--outfile", outfile], { cwd: repo, stdout: "inherit", stderr: "inherit" });
 if (proc.exitCode !== 0) process.exit(proc.exitCode ?? 1);

@@ -54,3 +54,13 @@ test("serve, token, login, cache create, push and stock Nix substitution, all fr
   expect(narOf(top).equals(before.top)).toBe(true);
   expect(narOf(dep).equals(before.dep)).toBe(true);
 });
+
+test("the binary ignores a .env and a bunfig.toml in its working directory", () => {
+  const dir = tempDir("garret-dotenv-");
+  writeFileSync(join(dir, ".env"), "GARRET_LISTEN=10.9.8.7:1234\n");
+  writeFileSync(join(dir, "bunfig.toml"), "preload = [\"./nope.ts\"]\n");
+  const r = run([binary, "config", "print"], { cwd: dir });
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain('listen = "127.0.0.1:8080"');
+  expect(r.stdout).not.toContain("10.9.8.7");
+});
