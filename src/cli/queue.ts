@@ -68,6 +68,7 @@ export async function queueCommand(argv: string[]): Promise<void> {
     }
     const interval = values.interval === undefined ? 1 : Number(values.interval);
     if (!(interval > 0 && interval <= 3600)) throw new UsageError("--interval must be a number of seconds, more than 0");
+    if (values.worker) Bun.unsafe.setJITPolicy(1); // a long-running process: the normal JIT (scripts/build.ts)
     const { runWorker } = await import("./queue-worker.ts");
     await runWorker(spool, {
       forever: values.worker === true,

@@ -32,6 +32,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
 }
 
 export async function serveCommand(argv: string[]): Promise<void> {
+  Bun.unsafe.setJITPolicy(1); // a long-running process: the normal JIT (scripts/build.ts)
   const { config, listen } = loadConfig(argv);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorageForCli(config.storage);

@@ -18,6 +18,7 @@ const MAX_ATTEMPTS = 5;
  * Bursts (a build registering many paths) are pushed as one batch.
  */
 export async function watchStoreCommand(argv: string[]): Promise<void> {
+  Bun.unsafe.setJITPolicy(1); // a long-running process: the normal JIT (scripts/build.ts)
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
     options: { ...PUSH_OPTIONS, interval: { type: "string" }, "nix-db": { type: "string" }, "include-drv": { type: "boolean" } },
