@@ -26,7 +26,7 @@ if (existsSync(outDir)) {
 // the working directory. It starts with the JIT ten times more reluctant to compile: a client
 // command lives for tens of milliseconds and compiling its run-once code was wasted work (a push
 // of 50 paths spent 3-5 ms less CPU, a cached push finished about 1 ms sooner); the long-running
-// commands (serve, watch-store, queue --worker) set the normal policy back at their start.
+// commands (serve, watch-store, queue --worker) set the normal policy back (src/cli/long-running.ts).
 const proc = Bun.spawnSync([process.execPath, "build", "--compile", "--minify", "--sourcemap", "--format", "esm", "--bytecode", "--splitting",
   "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--compile-jit-policy", "10",
   "--define", `GARRET_COMMIT=${JSON.stringify(dirty ? `${commit}-dirty` : commit)}`,

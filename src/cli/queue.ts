@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { Spool, stateDir } from "../client/spool.ts";
 import { UsageError } from "./errors.ts";
+import { runsLong } from "./long-running.ts";
 
 const USAGE = "usage: garret queue ALIAS:CACHE [PATH...] (paths default to $OUT_PATHS) | garret queue --drain | --worker | --list";
 
@@ -68,7 +69,7 @@ export async function queueCommand(argv: string[]): Promise<void> {
     }
     const interval = values.interval === undefined ? 1 : Number(values.interval);
     if (!(interval > 0 && interval <= 3600)) throw new UsageError("--interval must be a number of seconds, more than 0");
-    if (values.worker) Bun.unsafe.setJITPolicy(1); // a long-running process: the normal JIT (scripts/build.ts)
+    if (values.worker) runsLong();
     const { runWorker } = await import("./queue-worker.ts");
     await runWorker(spool, {
       forever: values.worker === true,

@@ -9,6 +9,7 @@ import { shutdown, startServer } from "../server/serve.ts";
 import type { Garret } from "../cache/context.ts";
 import { UsageError } from "./errors.ts";
 import { SERVE_GC_OPTIONS, startCollector } from "../gc/periodic.ts";
+import { runsLong } from "./long-running.ts";
 
 function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddress } {
   const { values } = parseArgs({
@@ -32,7 +33,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
 }
 
 export async function serveCommand(argv: string[]): Promise<void> {
-  Bun.unsafe.setJITPolicy(1); // a long-running process: the normal JIT (scripts/build.ts)
+  runsLong();
   const { config, listen } = loadConfig(argv);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorageForCli(config.storage);

@@ -6,6 +6,7 @@ import { PUSH_OPTIONS, pushOptionsFrom } from "./push.ts";
 import { outputMode, pushReporter } from "./progress.ts";
 import { resolveRemote } from "./remote.ts";
 import { UsageError } from "./errors.ts";
+import { runsLong } from "./long-running.ts";
 
 /** A burst is pushed once no new path appeared for one poll, or when it gets this big or old. */
 const MAX_BATCH = 2000;
@@ -18,7 +19,7 @@ const MAX_ATTEMPTS = 5;
  * Bursts (a build registering many paths) are pushed as one batch.
  */
 export async function watchStoreCommand(argv: string[]): Promise<void> {
-  Bun.unsafe.setJITPolicy(1); // a long-running process: the normal JIT (scripts/build.ts)
+  runsLong();
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
     options: { ...PUSH_OPTIONS, interval: { type: "string" }, "nix-db": { type: "string" }, "include-drv": { type: "boolean" } },

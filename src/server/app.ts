@@ -23,7 +23,6 @@ function toResponse(err: unknown): Response {
 const text = (body: string, type: string): Response =>
   new Response(body, { headers: { "content-type": type } });
 
-
 /** HTTP routes only: each one reads the request, calls domain code and shapes the answer. */
 export function buildApp(g: Garret) {
   return new Elysia()

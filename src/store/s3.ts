@@ -5,7 +5,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import {
-  assertSafeKey, MissingObjectError, putPieces, StorageError, type ByteRange, type Storage, type StorageWriter,
+  assertSafeKey, MissingObjectError, putStream, StorageError, type ByteRange, type Storage, type StorageWriter,
 } from "./storage.ts";
 
 export interface S3Settings {
@@ -92,7 +92,7 @@ export class S3Storage implements Storage {
 
   /** A small object is one PutObject through the writer (the pieces fit in its first part). */
   put(key: string, pieces: Uint8Array[]): Promise<number> {
-    return putPieces(this, key, pieces);
+    return putStream(this, key, pieces);
   }
 
   async createWriter(key: string): Promise<StorageWriter> {

@@ -65,27 +65,17 @@ export function assertSafeKey(key: string): void {
   if (!SAFE_KEY.test(key) || key.length > 512) throw new StorageError(`invalid storage key: ${JSON.stringify(key)}`);
 }
 
-/** `put` in terms of a writer, for backends with nothing faster. */
-export async function putPieces(storage: Storage, key: string, pieces: Uint8Array[]): Promise<number> {
-  const writer = await storage.createWriter(key);
-  try {
-    for (const piece of pieces) await writer.write(piece);
-    await writer.commit();
-  } catch (err) {
-    await writer.abort().catch(() => {});
-    throw err;
-  }
-  return writer.bytesWritten;
-}
-
-/** Writes a whole stream under a key. */
-export async function putStream(storage: Storage, key: string, source: AsyncIterable<Uint8Array>): Promise<number> {
+/**
+ * Writes a whole stream (or the pieces of an object in memory) under a key; `put` for backends
+ * with nothing faster. A failed abort never hides the error that caused it.
+ */
+export async function putStream(storage: Storage, key: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
   const writer = await storage.createWriter(key);
   try {
     for await (const chunk of source) await writer.write(chunk);
     await writer.commit();
   } catch (err) {
-    await writer.abort();
+    await writer.abort().catch(() => {});
     throw err;
   }
   return writer.bytesWritten;
