@@ -122,4 +122,10 @@ export const MIGRATIONS: readonly string[] = [
     expires_at INTEGER NOT NULL
   );
   `,
+  // 3: no query reads objects in last-access order (retention loads a cache's objects through
+  // the (cache_id, store_path_hash) key and orders them itself), yet every upload and every
+  // recorded fetch had to keep this index up to date: one B-tree page more per commit.
+  `
+  DROP INDEX IF EXISTS objects_by_access;
+  `,
 ];

@@ -45,6 +45,20 @@ const OBJECT_SELECT = `
          o.server_sig, o.server_sig_key, o.nar_id, n.nar_hash, n.nar_size, n.file_size, n.compression
   FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'`;
 
+/**
+ * A NAR's stored size (its chunks' compressed sizes, a repeated chunk counted each time it occurs)
+ * and the compression it is served as: its chunks' common one, or 'mixed'.
+ */
+function narSummary(chunks: { stored_size: number; compression: Compression }[]): { fileSize: number; compression: Compression | "mixed" } {
+  let fileSize = 0;
+  let compression: Compression | "mixed" | null = null;
+  for (const ch of chunks) {
+    fileSize += ch.stored_size;
+    compression = compression === null || compression === ch.compression ? ch.compression : "mixed";
+  }
+  return { fileSize, compression: compression ?? "none" };
+}
+
 /** The embedded metadata store: one SQLite file in WAL mode. */
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database;
@@ -91,7 +105,7 @@ export class SqliteMetaStore implements MetaStore {
       findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
           c.stored_size AS storedSize
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ? AND c.state = 'valid'`),
-      chunkIdByHash: q("SELECT id, state FROM chunks WHERE chunk_hash = ?"),
+      chunkIdByHash: q("SELECT id, state, stored_size, compression FROM chunks WHERE chunk_hash = ?"),
       reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),
       findNar: q("SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = ?"),
       narChunks: q(`SELECT c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id,
@@ -109,14 +123,9 @@ export class SqliteMetaStore implements MetaStore {
           stored_size = excluded.stored_size, state = 'valid', mark_seq = NULL
         WHERE chunks.state != 'valid' OR ?8`),
       insertNar: q(`INSERT INTO nars (nar_hash, nar_size, num_chunks, file_size, compression, state, created_at)
-        VALUES (?, ?, ?, 0, 'none', 'valid', ?)`),
-      summariseNar: q(`UPDATE nars SET
-          file_size = (SELECT COALESCE(SUM(c.stored_size), 0) FROM nar_chunks nc
-            JOIN chunks c ON c.id = nc.chunk_id WHERE nc.nar_id = nars.id),
-          compression = COALESCE((SELECT CASE WHEN COUNT(DISTINCT c.compression) = 1
-            THEN MIN(c.compression) ELSE 'mixed' END FROM nar_chunks nc
-            JOIN chunks c ON c.id = nc.chunk_id WHERE nc.nar_id = nars.id), 'none')
-        WHERE id = ?`),
+        VALUES (?, ?, ?, ?, ?, 'valid', ?)`),
+      healNar: q("UPDATE nars SET state = 'valid', num_chunks = ?, file_size = ?, compression = ? WHERE id = ?"),
+      deleteNarChunks: q("DELETE FROM nar_chunks WHERE nar_id = ?"),
       insertNarChunk: q("INSERT INTO nar_chunks (nar_id, seq, chunk_id) VALUES (?, ?, ?)"),
       upsertObject: q(`INSERT INTO objects (cache_id, store_path_hash, store_path, nar_id, refs, system,
           deriver, ca, sigs, server_sig, server_sig_key, created_by, created_at, last_accessed_at)
@@ -289,29 +298,30 @@ export class SqliteMetaStore implements MetaStore {
       // may have marked one 'deleting' since the upload looked it up; its bytes stay until no
       // upload that could have looked it up is in flight (see src/gc/collect.ts), so it is safe to
       // take it back here, inside the same transaction that references it.
-      const chunkIds = new Map<string, number>();
-      for (const hash of new Set(c.chunkHashes)) {
-        const chunk = this.stmt.chunkIdByHash!.get(hash) as { id: number; state: string } | null;
+      const chunks = new Map<string, { id: number; stored_size: number; compression: Compression }>();
+      for (const hash of c.chunkHashes) {
+        if (chunks.has(hash)) continue;
+        const chunk = this.stmt.chunkIdByHash!.get(hash) as { id: number; state: string; stored_size: number; compression: Compression } | null;
         if (!chunk) throw new Error(`internal: chunk ${hash} vanished before commit`);
         if (chunk.state === "deleting") this.stmt.reviveChunk!.run(chunk.id);
         else if (chunk.state !== "valid") throw new Error(`chunk ${hash} was found damaged during this upload; push again`);
-        chunkIds.set(hash, chunk.id);
+        chunks.set(hash, chunk);
       }
       const existing = this.stmt.findNar!.get(c.narHash) as { id: number; state: string } | null;
       let narId: number;
       if (existing && existing.state === "valid") {
         narId = existing.id;
       } else {
+        const { fileSize, compression } = narSummary(c.chunkHashes.map((h) => chunks.get(h)!));
         if (existing) {
           // A damaged (hidden) NAR: this upload proved possession of every byte again; heal it.
           narId = existing.id;
-          this.db.query("DELETE FROM nar_chunks WHERE nar_id = ?").run(narId);
-          this.db.query("UPDATE nars SET state = 'valid', num_chunks = ? WHERE id = ?").run(c.chunkHashes.length, narId);
+          this.stmt.deleteNarChunks!.run(narId);
+          this.stmt.healNar!.run(c.chunkHashes.length, fileSize, compression, narId);
         } else {
-          narId = Number(this.stmt.insertNar!.run(c.narHash, c.narSize, c.chunkHashes.length, t).lastInsertRowid);
+          narId = Number(this.stmt.insertNar!.run(c.narHash, c.narSize, c.chunkHashes.length, fileSize, compression, t).lastInsertRowid);
         }
-        c.chunkHashes.forEach((hash, seq) => this.stmt.insertNarChunk!.run(narId, seq, chunkIds.get(hash)!));
-        this.stmt.summariseNar!.run(narId);
+        c.chunkHashes.forEach((hash, seq) => this.stmt.insertNarChunk!.run(narId, seq, chunks.get(hash)!.id));
       }
       const o = c.object;
       this.stmt.upsertObject!.run(c.cacheId, o.storePathHash, o.storePath, narId,

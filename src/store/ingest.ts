@@ -202,7 +202,8 @@ export async function ingestNar(
   const validator = new NarValidator();
   const whole = expected.narSize < opts.wholeNarThreshold;
   const chunker = whole ? null : new Chunker(opts.chunking);
-  const wholeBuf = whole ? new Uint8Array(expected.narSize) : null;
+  // A whole NAR is kept as the one piece it usually arrives in (see uploadBody), or assembled.
+  let wholePieces: Uint8Array[] | null = whole ? [] : null;
 
   const chunkHashes: string[] = [];
   const newChunks: NewChunk[] = [];
@@ -223,8 +224,10 @@ export async function ingestNar(
   };
 
   const packHealth = new PackHealth(deps.storage);
-  const handleChunk = async (chunk: Uint8Array): Promise<void> => {
-    const hash = sha256Hex(chunk);
+  // `owned`: the chunk's bytes are this upload's to keep (not a chunker view), and `knownHash` its
+  // sha256 when already computed (a whole NAR's is the NAR hash, just verified).
+  const handleChunk = async (chunk: Uint8Array, owned = false, knownHash?: string): Promise<void> => {
+    const hash = knownHash ?? sha256Hex(chunk);
     chunkHashes.push(hash);
     if (seenInUpload.has(hash)) {
       dedupBytes += chunk.length;
@@ -237,7 +240,7 @@ export async function ingestNar(
       return;
     }
     // The chunker's view is only valid until its next call, and compression runs off-thread.
-    const copy = chunk.slice();
+    const copy = owned ? chunk : chunk.slice();
     inflight.push({
       hash, size: copy.length, heals: indexed !== null,
       compressed: compressChunk(copy, opts.compression, opts.compressionLevel, whole),
@@ -252,7 +255,7 @@ export async function ingestNar(
       }
       validator.push(buf);
       narHasher.update(buf);
-      if (wholeBuf) wholeBuf.set(buf, narSize);
+      wholePieces?.push(buf);
       narSize += buf.length;
       if (chunker) for (const c of chunker.push(buf)) await handleChunk(c);
     }
@@ -265,7 +268,12 @@ export async function ingestNar(
       throw new UploadRejected("hash", `NAR hash mismatch: claimed sha256:${toHex(expected.narHash)}, got sha256:${toHex(actual)}`);
     }
     if (chunker) for (const c of chunker.finish()) await handleChunk(c);
-    if (wholeBuf && narSize > 0) await handleChunk(wholeBuf);
+    if (wholePieces && narSize > 0) {
+      // The body's pieces are fresh buffers, never reused by the reader: one is kept as it is.
+      const nar = wholePieces.length === 1 ? wholePieces[0]! : Buffer.concat(wholePieces, narSize);
+      wholePieces = null;
+      await handleChunk(nar, true, toHex(actual));
+    }
     while (inflight.length > 0) await flushOne();
     await sink.seal();
     sink.place(newChunks);
