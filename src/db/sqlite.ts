@@ -45,11 +45,18 @@ const OBJECT_SELECT = `
          o.server_sig, o.server_sig_key, o.nar_id, n.nar_hash, n.nar_size, n.file_size, n.compression
   FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'`;
 
+/** What a commit needs of each chunk its NAR lists. */
+interface ChunkRef {
+  id: number;
+  stored_size: number;
+  compression: Compression;
+}
+
 /**
  * A NAR's stored size (its chunks' compressed sizes, a repeated chunk counted each time it occurs)
  * and the compression it is served as: its chunks' common one, or 'mixed'.
  */
-function narSummary(chunks: { stored_size: number; compression: Compression }[]): { fileSize: number; compression: Compression | "mixed" } {
+function narSummary(chunks: ChunkRef[]): { fileSize: number; compression: Compression | "mixed" } {
   let fileSize = 0;
   let compression: Compression | "mixed" | null = null;
   for (const ch of chunks) {
@@ -121,7 +128,8 @@ export class SqliteMetaStore implements MetaStore {
         ON CONFLICT (chunk_hash) DO UPDATE SET compression = excluded.compression,
           pack_id = excluded.pack_id, pack_offset = excluded.pack_offset,
           stored_size = excluded.stored_size, state = 'valid', mark_seq = NULL
-        WHERE chunks.state != 'valid' OR ?8`),
+        WHERE chunks.state != 'valid' OR ?8
+        RETURNING id, stored_size, compression`),
       insertNar: q(`INSERT INTO nars (nar_hash, nar_size, num_chunks, file_size, compression, state, created_at)
         VALUES (?, ?, ?, ?, ?, 'valid', ?)`),
       healNar: q("UPDATE nars SET state = 'valid', num_chunks = ?, file_size = ?, compression = ? WHERE id = ?"),
@@ -255,13 +263,16 @@ export class SqliteMetaStore implements MetaStore {
   private flushCommits(): void {
     const batch = this.commitQueue.splice(0);
     const results: ({ ok: { narId: number; narExisted: boolean } } | { err: unknown })[] = [];
+    // Shared packs a commit of this batch has sealed already: the others need not seal them again.
+    const sealed = new Set<number>();
     try {
       // IMMEDIATE: take the write lock before the first read. A deferred transaction that reads
       // and then writes fails at once with SQLITE_BUSY when another process (garret gc) wrote.
       this.db.transaction(() => {
         for (const item of batch) {
           try {
-            results.push({ ok: this.commitOne(item.commit) });
+            results.push({ ok: this.commitOne(item.commit, sealed) });
+            for (const p of item.commit.packs) if (p.shared) sealed.add(p.id);
           } catch (err) {
             results.push({ err });
           }
@@ -278,30 +289,35 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
-  /** One upload's commit, in a savepoint (bun:sqlite nests a transaction inside another so). */
-  private commitOne(c: UploadCommit): { narId: number; narExisted: boolean } {
+  /**
+   * One upload's commit, in a savepoint (bun:sqlite nests a transaction inside another so).
+   * `sealedShared`: shared packs an earlier commit of the same transaction sealed.
+   */
+  private commitOne(c: UploadCommit, sealedShared: ReadonlySet<number>): { narId: number; narExisted: boolean } {
     const t = now();
     return this.db.transaction(() => {
       for (const p of c.packs) {
-        if (this.stmt.sealPack!.run(p.size, p.id).changes === 1) continue;
+        if (sealedShared.has(p.id) || this.stmt.sealPack!.run(p.size, p.id).changes === 1) continue;
         // Only a collector that wrongly judged the upload dead could have taken the pending pack
         // (or, for a shared one sealed by another upload, a valid pack it judged empty).
         const sealed = p.shared && (this.stmt.packState!.get(p.id) as { state: string } | null)?.state === "valid";
         if (!sealed) throw new Error(`internal: pack ${p.id} is no longer pending`);
       }
+      const chunks = new Map<string, ChunkRef>();
       for (const ch of c.newChunks) {
         // A concurrent upload may have indexed the same chunk first: keep its copy, unless ours
-        // heals an entry whose bytes were lost (or the collector was about to delete it).
-        this.stmt.insertChunk!.run(ch.hash, ch.size, ch.compression, ch.packId, ch.offset, ch.storedSize, t, ch.heals ? 1 : 0);
+        // heals an entry whose bytes were lost (or the collector was about to delete it). A row
+        // comes back when ours was stored; a kept copy is looked up below like any reused chunk.
+        const row = this.stmt.insertChunk!.get(ch.hash, ch.size, ch.compression, ch.packId, ch.offset, ch.storedSize, t, ch.heals ? 1 : 0) as ChunkRef | null;
+        if (row) chunks.set(ch.hash, row);
       }
       // Every chunk this NAR reuses must still be indexed with its bytes in place. The collector
       // may have marked one 'deleting' since the upload looked it up; its bytes stay until no
       // upload that could have looked it up is in flight (see src/gc/collect.ts), so it is safe to
       // take it back here, inside the same transaction that references it.
-      const chunks = new Map<string, { id: number; stored_size: number; compression: Compression }>();
       for (const hash of c.chunkHashes) {
         if (chunks.has(hash)) continue;
-        const chunk = this.stmt.chunkIdByHash!.get(hash) as { id: number; state: string; stored_size: number; compression: Compression } | null;
+        const chunk = this.stmt.chunkIdByHash!.get(hash) as (ChunkRef & { state: string }) | null;
         if (!chunk) throw new Error(`internal: chunk ${hash} vanished before commit`);
         if (chunk.state === "deleting") this.stmt.reviveChunk!.run(chunk.id);
         else if (chunk.state !== "valid") throw new Error(`chunk ${hash} was found damaged during this upload; push again`);
