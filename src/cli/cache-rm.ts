@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { UsageError } from "./errors.ts";
 import { apiJson, storePathArg } from "./pin.ts";

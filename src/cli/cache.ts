@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { ApiClient, ApiError } from "../client/api.ts";
 import { loadClientConfig, rememberCache } from "../client/config.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";

@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { stringify } from "smol-toml";
 import { ConfigError, serverConfig, type ServerConfig } from "../config.ts";
 import { UsageError } from "./errors.ts";

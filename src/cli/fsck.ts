@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { fsck } from "../gc/fsck.ts";
 import { UsageError } from "./errors.ts";
 import { MAINTENANCE_OPTIONS, openMaintenance } from "./gc.ts";

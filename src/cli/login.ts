@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadClientConfig, saveClientConfig, clientConfigPath } from "../client/config.ts";

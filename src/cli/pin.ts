@@ -1,5 +1,5 @@
 import { realpathSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import type { ApiClient } from "../client/api.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { UsageError } from "./errors.ts";

@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { rememberCache } from "../client/config.ts";
 import { push, type Compression, type PushOptions } from "../client/push.ts";
 import { defaultRetryPolicy, type RetryPolicy } from "../client/retry.ts";
@@ -63,7 +63,7 @@ export async function pushCommand(argv: string[]): Promise<void> {
     throw new UsageError("usage: garret push ALIAS:CACHE PATH... (or --stdin, one path per line)");
   }
   const opts = pushOptionsFrom(values);
-  const { api, cache, alias } = await resolveRemote(target, { caFile: values["ca-file"] });
+  const { api, cache, alias, remembered } = await resolveRemote(target, { caFile: values["ca-file"] });
   const reporter = await pushReporter(outputMode(values.json === true), cache);
   let summary;
   try {
@@ -73,6 +73,7 @@ export async function pushCommand(argv: string[]): Promise<void> {
     throw err;
   }
   reporter.finish(summary);
-  await rememberCache(alias, cache, true);
+  // Read back and rewritten only the first time: a push used to re-read the config after every run.
+  if (!remembered) await rememberCache(alias, cache, true);
   if (summary.failed > 0) throw new CliError(`${summary.failed} path(s) failed to push`);
 }

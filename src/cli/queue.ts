@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { Spool, stateDir } from "../client/spool.ts";
 import { UsageError } from "./errors.ts";
 import { runsLong } from "./long-running.ts";

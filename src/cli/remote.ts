@@ -12,6 +12,8 @@ export interface Remote {
   api: ApiClient;
   cache: string;
   alias: string;
+  /** The client config lists this cache for this server already (see rememberCache). */
+  remembered: boolean;
 }
 
 /** Splits `ALIAS:CACHE` (or just `CACHE` with the default server). */
@@ -38,7 +40,7 @@ export async function resolveRemote(spec: string | undefined, opts: { caFile?: s
   const server = config.servers[alias];
   if (!server) throw new CliError(`unknown server alias ${JSON.stringify(alias)}; run: garret login ${alias} URL TOKEN`);
   try {
-    return { api: new ApiClient(server, { caFile: opts.caFile }), cache, alias };
+    return { api: new ApiClient(server, { caFile: opts.caFile }), cache, alias, remembered: server.caches?.includes(cache) ?? false };
   } catch (err) {
     if (err instanceof TlsConfigError) throw new CliError(err.message);
     throw err;

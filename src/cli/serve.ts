@@ -1,5 +1,5 @@
 import { mkdir } from "node:fs/promises";
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { ConfigError, databasePath, parseListen, serverConfig, type ListenAddress, type ServerConfig } from "../config.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
 import { openStorageForCli } from "./storage.ts";

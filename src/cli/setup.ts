@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParsedValues } from "./args.ts";
 import * as p from "@clack/prompts";
 import { ConfigError, databasePath, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN, serverConfig } from "../config.ts";
 import { loadOrCreateTokenSecret } from "../auth/secret.ts";
@@ -38,7 +38,7 @@ const OPTIONS = {
   alias: { type: "string" }, help: { type: "boolean", short: "h" },
 } as const;
 
-type Flags = ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS }>>["values"];
+type Flags = ParsedValues<typeof OPTIONS>;
 
 /** Ctrl-C or Escape at a prompt. */
 class Cancelled extends Error {}
@@ -353,7 +353,7 @@ function nextSteps(configPath: string, a: SetupAnswers, alias: string, cache: Ca
 }
 
 export async function setupCommand(argv: string[]): Promise<void> {
-  const { values: f } = parseArgs({ args: argv, options: OPTIONS, strict: true });
+  const { values: f } = parseArgs({ args: argv, options: OPTIONS });
   if (f.help) {
     process.stdout.write(`${USAGE}\n`);
     return;

@@ -1,5 +1,5 @@
 import { mkdir } from "node:fs/promises";
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { ConfigError, serverConfig } from "../config.ts";
 import { TokenAuthority, parseValidity } from "../auth/token.ts";
 import { loadOrCreateTokenSecret } from "../auth/secret.ts";

@@ -1,6 +1,6 @@
 import { chmod, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { rememberCache } from "../client/config.ts";
 import { addCacheToNixConf, defaultNetrcPath, netrcFileOf, setNetrcPassword, userNixConfPath } from "../client/nixconf.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";

@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseArgs } from "./args.ts";
 import { rememberCache } from "../client/config.ts";
 import { push } from "../client/push.ts";
 import { NIX_DB, openStoreSource } from "../client/watch.ts";

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { parseArgs } from "../cli/args.ts";
 import { parse as parseToml } from "smol-toml";
 import type { ServerConfig } from "../config.ts";
 import type { Garret } from "../cache/context.ts";
