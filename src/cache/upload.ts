@@ -116,7 +116,6 @@ export async function uploadPath(
 async function ingestAndCommit(
   g: Garret, caller: Caller, cache: CacheRecord, info: UploadInfo, body: AsyncIterable<Uint8Array>, contentEncoding: string,
 ): Promise<UploadAnswer> {
-  const existed = (await g.meta.findNar(Buffer.from(info.narHash).toString("hex"))) !== null;
   let staged;
   try {
     staged = await ingestNar(g, decodeContent(body, contentEncoding), { narHash: info.narHash, narSize: info.narSize }, g.ingest);
@@ -144,7 +143,8 @@ async function ingestAndCommit(
       },
     });
     return {
-      kind: narExisted || existed ? "Deduplicated" : "Uploaded",
+      // As the commit found it: a NAR the collector took while this upload ran was stored anew.
+      kind: narExisted ? "Deduplicated" : "Uploaded",
       file_size: staged.storedBytes,
       frac_deduplicated: staged.narSize === 0 ? 0 : staged.dedupBytes / staged.narSize,
     };

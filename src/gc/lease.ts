@@ -70,8 +70,16 @@ class LeasePool {
 
 const pools = new WeakMap<MetaStore, Map<number, LeasePool>>();
 
+// Read once per second at most, not from the environment on every upload.
+let ttlCache: { value: number; at: number } | null = null;
+function defaultTtl(): number {
+  const at = performance.now();
+  if (!ttlCache || at - ttlCache.at > 1000) ttlCache = { value: uploadLeaseTtl(), at };
+  return ttlCache.value;
+}
+
 /** Runs an upload under a live upload lease (shared with the uploads that started just before it). */
-export async function withUploadLease<T>(meta: MetaStore, fn: () => Promise<T>, ttl = uploadLeaseTtl()): Promise<T> {
+export async function withUploadLease<T>(meta: MetaStore, fn: () => Promise<T>, ttl = defaultTtl()): Promise<T> {
   let byTtl = pools.get(meta);
   if (!byTtl) pools.set(meta, (byTtl = new Map()));
   let pool = byTtl.get(ttl);
