@@ -93,7 +93,7 @@ const median = (xs: number[]): number => {
 const flags = parseFlags();
 requireNix();
 section("push: 50 small paths to a local server, -j 1 vs -j 8 (scripts/bench/push.ts)");
-const rounds = flags.quick ? 3 : 5;
+const rounds = flags.quick ? 3 : 7;
 // Fresh contents per bench run: a path uploaded by an earlier run would be stored already.
 const runId = `${Date.now().toString(36)}`;
 // Path size and added latency per request (0: the server on loopback, as the goal asks; 5 ms: one
