@@ -38,6 +38,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorageForCli(config.storage);
   const meta = new SqliteMetaStore(databasePath(config.dataDir));
+  meta.checkpointInBackground((line) => process.stderr.write(`${line}\n`));
   const secret = await tokenSecret(config.dataDir);
   const tokens = new TokenAuthority(secret.secret);
   const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };

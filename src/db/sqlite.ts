@@ -1,5 +1,6 @@
 import { Database, type Statement } from "bun:sqlite";
 import { MIGRATIONS } from "./migrations.ts";
+import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 import type {
   CachePatch, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
   MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, UploadCommit, VisibleObject,
@@ -71,7 +72,7 @@ export class SqliteMetaStore implements MetaStore {
   private readonly db: Database;
   private readonly stmt: Record<string, Statement>;
 
-  constructor(path: string) {
+  constructor(private readonly path: string) {
     this.db = new Database(path, { create: true, strict: true });
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
@@ -147,7 +148,21 @@ export class SqliteMetaStore implements MetaStore {
     };
   }
 
+  private checkpointer: Checkpointer | null = null;
+
+  /**
+   * For the server: WAL checkpoints run on a worker thread instead of inside the commits of the
+   * serving thread (see checkpointer.ts). Short-lived commands keep SQLite's own.
+   */
+  checkpointInBackground(log?: (line: string) => void): void {
+    if (this.checkpointer) return;
+    this.db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
+    this.checkpointer = startCheckpointer(this.path, log);
+  }
+
   close(): void {
+    this.checkpointer?.stop();
+    this.checkpointer = null;
     this.db.close();
   }
 
@@ -207,9 +222,11 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async touchObjects(cacheId: number, hashes: string[], at: number): Promise<void> {
+    if (hashes.length === 0) return;
     this.db.transaction(() => {
       for (const h of hashes) this.stmt.touch!.run(at, cacheId, h);
     }).immediate();
+    this.checkpointer?.committed();
   }
 
   async findChunk(hash: string): Promise<IndexedChunk | null> {
@@ -282,6 +299,7 @@ export class SqliteMetaStore implements MetaStore {
       for (const item of batch) item.reject(err);
       return;
     }
+    this.checkpointer?.committed();
     batch.forEach((item, i) => {
       const r = results[i]!;
       if ("ok" in r) item.resolve(r.ok);
