@@ -52,8 +52,11 @@ export async function rememberCache(alias: string, cache: string, present: boole
  * without $HOME asks node:os.
  */
 export function clientConfigPath(env = process.env): string {
-  const home = env.HOME || (import.meta.require("node:os") as typeof import("node:os")).homedir();
-  const base = env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME !== "" ? env.XDG_CONFIG_HOME : `${home.replace(/\/+$/, "")}/.config`;
+  let base = env.XDG_CONFIG_HOME;
+  if (!base) {
+    const home = env.HOME || (import.meta.require("node:os") as typeof import("node:os")).homedir();
+    base = `${home.replace(/\/+$/, "")}/.config`;
+  }
   return `${base.replace(/\/+$/, "")}/garret/config.toml`;
 }
 
