@@ -20,7 +20,10 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { BUN, REPO, cpuBusy, printTable, run, section, type SummaryRow } from "./common.ts";
 
-const BENCHES = ["chunker", "ingest", "dedup", "serve", "push", "s3"] as const;
+// push goes first: its -j 8 runs need both CPUs at once, and right after a bench that kept both
+// busy for a minute (serve, ingest) this machine ran them up to 30% slower for a while, -j 1 hardly
+// (after 45 s of load on both CPUs: the first -j 8 pushes took 43-52 ms, the later ones 35-38 ms).
+const BENCHES = ["push", "chunker", "ingest", "dedup", "serve", "s3"] as const;
 type Bench = (typeof BENCHES)[number];
 
 /** Real-NAR input of the chunker bench: a fixed tree of tens of MB (not the largest store path, which may be the 4 GiB ingest input). */
