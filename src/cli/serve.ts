@@ -43,7 +43,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const tokens = new TokenAuthority(secret.secret);
   const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };
   const g: Garret = { meta, storage, tokens, ingest, publicUrl: "" };
-  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const { log, flush } = lineWriter((text) => process.stderr.write(text));
   const collector = startCollector(g, config, argv, log);
   const running = startServer(g, listen, log);
   g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${running.server.port}`).replace(/\/+$/, "");
@@ -59,10 +59,37 @@ export async function serveCommand(argv: string[]): Promise<void> {
     await collector.stop();
     meta.close();
     log("stopped");
+    flush();
     process.exit(0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/**
+ * The server log, written once per turn of the event loop: a write per request line cost about 4%
+ * of the CPU of serving small NARs. Lines keep their order; `flush` writes what is pending now.
+ */
+function lineWriter(write: (text: string) => void): { log(line: string): void; flush(): void } {
+  let pending: string[] = [];
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (pending.length === 0) return;
+    const text = pending.join("");
+    pending = [];
+    write(text);
+  };
+  return {
+    log(line) {
+      pending.push(`${line}\n`);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+    flush,
+  };
 }
 
 /** Uploads in flight get this long to finish on SIGTERM before they are cut. */

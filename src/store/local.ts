@@ -105,6 +105,7 @@ export class LocalStorage implements Storage {
   }
 
   async delete(key: string): Promise<void> {
+    this.verified.delete(key);
     await rm(this.pathOf(key), { force: true });
   }
 
@@ -112,16 +113,33 @@ export class LocalStorage implements Storage {
     return null;
   }
 
+  /**
+   * A slice served straight from the file. The file's size is checked (a missing or short pack is
+   * an error here, not a cut-off response), but at most once per VERIFIED_MS for a hot pack: packs
+   * never change once written, and the stat was a thread-pool round trip of every NAR request.
+   */
   async fileSlice(key: string, range: ByteRange): Promise<Blob | null> {
-    const size = await this.size(key);
-    if (size === null || size < range.offset + range.length) throw new MissingObjectError(`object ${key} is missing or short`);
-    return Bun.file(this.pathOf(key)).slice(range.offset, range.offset + range.length);
+    const end = range.offset + range.length;
+    const known = this.verified.get(key);
+    if (!known || known.size < end || performance.now() - known.at > VERIFIED_MS) {
+      const size = await this.size(key);
+      if (size === null || size < end) throw new MissingObjectError(`object ${key} is missing or short`);
+      if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
+      this.verified.set(key, { size, at: performance.now() });
+    }
+    return Bun.file(this.pathOf(key)).slice(range.offset, end);
   }
+
+  /** Sizes of packs fileSlice found in place lately (see there). */
+  private readonly verified = new Map<string, { size: number; at: number }>();
 
   async deleteMany(keys: string[]): Promise<void> {
     for (const key of keys) await this.delete(key);
   }
 }
+
+const VERIFIED_MS = 5000;
+const VERIFIED_MAX = 4096;
 
 class LocalWriter implements StorageWriter {
   bytesWritten = 0;
