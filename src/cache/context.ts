@@ -3,6 +3,7 @@ import type { Storage } from "../store/storage.ts";
 import type { IngestOptions } from "../store/ingest.ts";
 import type { TokenAuthority } from "../auth/token.ts";
 import type { AccessTracker } from "../gc/access.ts";
+import type { HotBytes } from "../store/hot-bytes.ts";
 
 /** Everything the domain operations need, built once by `garret serve`. */
 export interface Garret {
@@ -14,4 +15,6 @@ export interface Garret {
   publicUrl: string;
   /** Records narinfo/NAR fetches for retention (batched); absent = not tracked. */
   access?: AccessTracker;
+  /** Small NARs served lately, kept in memory; absent = always read from storage. */
+  narMemory?: HotBytes;
 }

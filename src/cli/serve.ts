@@ -10,6 +10,7 @@ import type { Garret } from "../cache/context.ts";
 import { UsageError } from "./errors.ts";
 import { SERVE_GC_OPTIONS, startCollector } from "../gc/periodic.ts";
 import { runsLong } from "./long-running.ts";
+import { DEFAULT_NAR_MEMORY_MIB, HOT_NAR_MAX, HotBytes } from "../store/hot-bytes.ts";
 
 function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddress } {
   const { values } = parseArgs({
@@ -35,6 +36,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
 export async function serveCommand(argv: string[]): Promise<void> {
   runsLong();
   const { config, listen } = loadConfig(argv);
+  const narMemory = narMemoryFromEnv();
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorageForCli(config.storage);
   const meta = new SqliteMetaStore(databasePath(config.dataDir));
@@ -42,7 +44,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const secret = await tokenSecret(config.dataDir);
   const tokens = new TokenAuthority(secret.secret);
   const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };
-  const g: Garret = { meta, storage, tokens, ingest, publicUrl: "" };
+  const g: Garret = { meta, storage, tokens, ingest, publicUrl: "", narMemory };
   const { log, flush } = lineWriter((text) => process.stderr.write(text));
   const collector = startCollector(g, config, argv, log);
   const running = startServer(g, listen, log);
@@ -90,6 +92,14 @@ function lineWriter(write: (text: string) => void): { log(line: string): void; f
     },
     flush,
   };
+}
+
+/** The in-memory budget for small NARs served lately: GARRET_NAR_MEMORY_MIB, 0 for none. */
+function narMemoryFromEnv(env = process.env): HotBytes {
+  const raw = env.GARRET_NAR_MEMORY_MIB;
+  const mib = raw === undefined || raw === "" ? DEFAULT_NAR_MEMORY_MIB : Number(raw);
+  if (!Number.isFinite(mib) || mib < 0) throw new UsageError(`GARRET_NAR_MEMORY_MIB must be a number of MiB (0 for none), not ${JSON.stringify(raw)}`);
+  return new HotBytes(Math.floor(mib * 1024 * 1024), HOT_NAR_MAX);
 }
 
 /** Uploads in flight get this long to finish on SIGTERM before they are cut. */

@@ -8,6 +8,10 @@ import type {
 
 const now = (): number => Math.floor(Date.now() / 1000);
 
+/** How long a cache record found by getCache is reused, and how many are kept. */
+const CACHE_RECORD_MS = 1000;
+const CACHE_RECORDS_MAX = 1024;
+
 interface CacheRow {
   id: number; name: string; is_public: number; store_dir: string; priority: number;
   upstream_cache_key_names: string; signing_key: string; retention_period: number | null;
@@ -166,14 +170,35 @@ export class SqliteMetaStore implements MetaStore {
     this.db.close();
   }
 
+  /**
+   * Every request looks its cache up, so found caches are kept for CACHE_RECORD_MS (frozen: the
+   * same record goes to every caller). A change made through this store is seen at once; one made
+   * by another process (none changes caches today) within that time. Missing names are not kept:
+   * a cache created elsewhere is found on the next request.
+   */
   async getCache(name: string): Promise<CacheRecord | null> {
+    const at = performance.now();
+    const kept = this.cacheRecords.get(name);
+    if (kept && at - kept.at < CACHE_RECORD_MS) return kept.record;
     const row = this.stmt.getCache!.get(name) as CacheRow | null;
-    return row ? toCache(row) : null;
+    if (!row) {
+      this.cacheRecords.delete(name);
+      return null;
+    }
+    const record = toCache(row);
+    Object.freeze(record.upstreamCacheKeyNames);
+    Object.freeze(record);
+    if (this.cacheRecords.size >= CACHE_RECORDS_MAX) this.cacheRecords.clear();
+    this.cacheRecords.set(name, { record, at });
+    return record;
   }
+
+  private readonly cacheRecords = new Map<string, { record: CacheRecord; at: number }>();
 
   async createCache(c: NewCache): Promise<CacheRecord> {
     this.stmt.insertCache!.run(c.name, c.isPublic ? 1 : 0, c.storeDir, c.priority,
       JSON.stringify(c.upstreamCacheKeyNames), c.signingKey, c.retentionPeriod, c.quotaBytes ?? null, now());
+    this.cacheRecords.delete(c.name);
     return (await this.getCache(c.name))!;
   }
 
@@ -196,10 +221,12 @@ export class SqliteMetaStore implements MetaStore {
     if (sets.length > 0) {
       this.db.prepare(`UPDATE caches SET ${sets.join(", ")} WHERE name = ?`).run(...values, name);
     }
+    this.cacheRecords.delete(name);
     return this.getCache(name);
   }
 
   async deleteCache(name: string): Promise<boolean> {
+    this.cacheRecords.delete(name);
     return this.stmt.deleteCache!.run(name).changes > 0;
   }
 

@@ -111,8 +111,8 @@ export function buildApp(g: Garret) {
         return new Response(null, { headers: { ...base, "content-length": String(answer.size) } });
       }
       if (answer.kind === "file") {
-        if (!answer.range) return new Response(answer.blob, { headers: base });
-        return new Response(answer.blob, {
+        if (!answer.range) return new Response(answer.body, { headers: base });
+        return new Response(answer.body, {
           status: 206,
           headers: { ...base, "content-range": `bytes ${answer.range.start}-${answer.range.end}/${answer.size}` },
         });
