@@ -17,12 +17,12 @@ export function nixCacheInfo(cache: CacheRecord): string {
   return `StoreDir: ${cache.storeDir}\nWantMassQuery: 1\nPriority: ${cache.priority}\n`;
 }
 
-function narFileName(o: ObjectView): string {
+function narFileName(o: Pick<ObjectView, "narHash" | "compression">): string {
   return `${encodeBase32(Buffer.from(o.narHash, "hex"))}${narExtension(servedCompression(o.compression))}`;
 }
 
 /** Size of the body a client downloads: the stored frames, or the plain NAR when transcoded. */
-function servedSize(o: ObjectView): number {
+function servedSize(o: Pick<ObjectView, "compression" | "fileSize" | "narSize">): number {
   return servedCompression(o.compression) === o.compression ? o.fileSize : o.narSize;
 }
 
@@ -115,14 +115,14 @@ export async function openCacheNar(
     throw noSuchObject();
   }
   // Only NARs this cache references are reachable through it: the global store stays invisible.
-  const o = await g.meta.getObjectByNarHash(cache.id, narHash);
+  const o = await g.meta.narToServe(cache.id, narHash);
   if (!o || narFileName(o) !== file) throw noSuchObject();
   g.access?.record(cache.id, o.storePathHash);
   const size = servedSize(o);
   if (headOnly) return { kind: "head", size };
   const range = parseRange(rangeHeader, size);
   if (range === "invalid") return { kind: "unsatisfiable", size };
-  const chunks = await g.meta.narChunks(o.narId);
+  const chunks = o.chunks;
   try {
     const fast = servedCompression(o.compression) === o.compression ? await fastPath(g, chunks, range) : null;
     if (fast) return fast;

@@ -3,7 +3,7 @@ import { MIGRATIONS } from "./migrations.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 import type {
   CachePatch, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
-  MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, UploadCommit, VisibleObject,
+  MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, ServedNar, UploadCommit, VisibleObject,
 } from "./types.ts";
 
 const now = (): number => Math.floor(Date.now() / 1000);
@@ -49,6 +49,19 @@ const OBJECT_SELECT = `
   SELECT o.cache_id, o.store_path_hash, o.store_path, o.refs, o.system, o.deriver, o.ca, o.sigs,
          o.server_sig, o.server_sig_key, o.nar_id, n.nar_hash, n.nar_size, n.file_size, n.compression
   FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'`;
+
+/** A chunk of a NAR as the narChunks and narToServe queries return it. */
+interface ChunkRow {
+  chunk_id: number; chunk_hash: string; chunk_size: number; compression: Compression;
+  pack_id: number; storage_key: string; pack_size: number; pack_offset: number; stored_size: number;
+}
+
+function toChunkLocation(r: ChunkRow): ChunkLocation {
+  return {
+    chunkId: r.chunk_id, hash: r.chunk_hash, size: r.chunk_size, compression: r.compression,
+    packId: r.pack_id, packKey: r.storage_key, packSize: r.pack_size, offset: r.pack_offset, storedSize: r.stored_size,
+  };
+}
 
 /** What a commit needs of each chunk its NAR lists. */
 interface ChunkRef {
@@ -111,7 +124,14 @@ export class SqliteMetaStore implements MetaStore {
       hasObject: q(`SELECT 1 FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
         WHERE o.cache_id = ? AND o.store_path_hash = ?`),
       getObject: q(`${OBJECT_SELECT} WHERE o.cache_id = ? AND o.store_path_hash = ?`),
-      getObjectByNar: q(`${OBJECT_SELECT} WHERE o.cache_id = ? AND n.nar_hash = ? LIMIT 1`),
+      // One statement for a NAR download: the NAR, one object of the cache using it, its chunks.
+      narToServe: q(`SELECT o.store_path_hash, n.id AS nar_id, n.nar_size, n.file_size, n.compression AS nar_compression,
+          c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id, p.storage_key, p.size AS pack_size,
+          c.pack_offset, c.stored_size
+        FROM nars n
+        JOIN objects o ON o.id = (SELECT id FROM objects WHERE nar_id = n.id AND cache_id = ?1 LIMIT 1)
+        JOIN nar_chunks nc ON nc.nar_id = n.id JOIN chunks c ON c.id = nc.chunk_id JOIN packs p ON p.id = c.pack_id
+        WHERE n.nar_hash = ?2 AND n.state = 'valid' ORDER BY nc.seq`),
       updateSig: q("UPDATE objects SET server_sig = ?, server_sig_key = ? WHERE cache_id = ? AND store_path_hash = ?"),
       touch: q("UPDATE objects SET last_accessed_at = ? WHERE cache_id = ? AND store_path_hash = ?"),
       findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
@@ -239,9 +259,16 @@ export class SqliteMetaStore implements MetaStore {
     return row ? toObject(row) : null;
   }
 
-  async getObjectByNarHash(cacheId: number, narHash: string): Promise<ObjectView | null> {
-    const row = this.stmt.getObjectByNar!.get(cacheId, narHash) as ObjectRow | null;
-    return row ? toObject(row) : null;
+  async narToServe(cacheId: number, narHash: string): Promise<ServedNar | null> {
+    const rows = this.stmt.narToServe!.all(cacheId, narHash) as (ChunkRow & {
+      store_path_hash: string; nar_id: number; nar_size: number; file_size: number; nar_compression: Compression | "mixed";
+    })[];
+    const first = rows[0];
+    if (!first) return null;
+    return {
+      storePathHash: first.store_path_hash, narId: first.nar_id, narHash, narSize: first.nar_size,
+      fileSize: first.file_size, compression: first.nar_compression, chunks: rows.map(toChunkLocation),
+    };
   }
 
   async updateServerSig(cacheId: number, storePathHash: string, sig: string, key: string): Promise<void> {
@@ -268,14 +295,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async narChunks(narId: number): Promise<ChunkLocation[]> {
-    const rows = this.stmt.narChunks!.all(narId) as {
-      chunk_id: number; chunk_hash: string; chunk_size: number; compression: Compression;
-      pack_id: number; storage_key: string; pack_size: number; pack_offset: number; stored_size: number;
-    }[];
-    return rows.map((r) => ({
-      chunkId: r.chunk_id, hash: r.chunk_hash, size: r.chunk_size, compression: r.compression,
-      packId: r.pack_id, packKey: r.storage_key, packSize: r.pack_size, offset: r.pack_offset, storedSize: r.stored_size,
-    }));
+    return (this.stmt.narChunks!.all(narId) as ChunkRow[]).map(toChunkLocation);
   }
 
   async createPendingPack(storageKey: string): Promise<number> {

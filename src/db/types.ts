@@ -37,6 +37,18 @@ export interface ChunkLocation {
   storedSize: number;
 }
 
+/** What serving a NAR needs, read in one query. */
+export interface ServedNar {
+  /** An object of the cache that uses the NAR (access is recorded on it). */
+  storePathHash: string;
+  narId: number;
+  narHash: string; // hex
+  narSize: number;
+  fileSize: number;
+  compression: Compression | "mixed";
+  chunks: ChunkLocation[];
+}
+
 export interface NarRecord {
   id: number;
   narHash: string; // hex
@@ -185,8 +197,8 @@ export interface MetaStore {
   /** Of the given store path hashes, those the cache does not hold. */
   missingPaths(cacheId: number, storePathHashes: string[]): Promise<string[]>;
   getObject(cacheId: number, storePathHash: string): Promise<ObjectView | null>;
-  /** The object of this cache whose NAR has this hash, if any (for NAR downloads). */
-  getObjectByNarHash(cacheId: number, narHash: string): Promise<ObjectView | null>;
+  /** For a NAR download: a valid NAR with this hash that an object of this cache uses, and its chunks in order. */
+  narToServe(cacheId: number, narHash: string): Promise<ServedNar | null>;
   updateServerSig(cacheId: number, storePathHash: string, sig: string, key: string): Promise<void>;
   touchObjects(cacheId: number, storePathHashes: string[], at: number): Promise<void>;
 
