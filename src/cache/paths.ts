@@ -65,7 +65,7 @@ const NAR_FILE = /^([0-9a-df-np-sv-z]{52})(\.nar(?:\.zst|\.br|\.xz)?)$/;
 
 export type NarRequest =
   | { kind: "body"; nar: NarBody }
-  | { kind: "file"; body: Blob | Uint8Array; size: number; range: BodyRange | null }
+  | { kind: "file"; body: Blob; size: number; range: BodyRange | null }
   | { kind: "unsatisfiable"; size: number }
   | { kind: "redirect"; url: string };
 
@@ -87,12 +87,12 @@ async function fastPath(g: Garret, chunks: ChunkLocation[], range: BodyRange | n
   const memory = g.narMemory;
   if (memory && where.length <= memory.maxEntry && where.length <= memory.capacity) {
     const key = `${where.packKey}:${where.offset}:${where.length}`;
-    let bytes = memory.get(key);
-    if (!bytes) {
-      bytes = await g.storage.read(where.packKey, { offset: where.offset, length: where.length });
-      memory.set(key, bytes);
+    let held = memory.get(key);
+    if (!held) {
+      held = new Blob([await g.storage.read(where.packKey, { offset: where.offset, length: where.length })]);
+      memory.set(key, held);
     }
-    return { kind: "file", body: range ? bytes.subarray(start, end + 1) : bytes, size: where.length, range };
+    return { kind: "file", body: range ? held.slice(start, end + 1) : held, size: where.length, range };
   }
   const blob = await g.storage.fileSlice(where.packKey, { offset: where.offset + start, length: end - start + 1 });
   return blob ? { kind: "file", body: blob, size: where.length, range } : null;

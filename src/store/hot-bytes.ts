@@ -6,16 +6,18 @@
  * Why: a NAR served as a slice of its pack file went through the runtime's file response, which
  * opens, stats and reads the file on its thread pool for every request (several thread handoffs and
  * a fresh buffer each time: about half of the server's time per 100 KiB NAR). From memory the
- * response is written straight from the buffer, and on S3 a hot NAR costs no GET at all.
+ * response is written straight from memory, and on S3 a hot NAR costs no GET at all. Entries are
+ * Blobs: a Response shares a Blob's bytes (and a range is a slice of it), where a Uint8Array body
+ * is copied into every response.
  */
 export class HotBytes {
   // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
-  private readonly entries = new Map<string, Uint8Array>();
+  private readonly entries = new Map<string, Blob>();
   private held = 0;
 
   constructor(readonly capacity: number, readonly maxEntry: number) {}
 
-  get(key: string): Uint8Array | undefined {
+  get(key: string): Blob | undefined {
     const v = this.entries.get(key);
     if (v) {
       this.entries.delete(key);
@@ -24,14 +26,14 @@ export class HotBytes {
     return v;
   }
 
-  set(key: string, value: Uint8Array): void {
-    if (value.length > this.maxEntry || value.length > this.capacity || this.entries.has(key)) return;
-    this.held += value.length;
+  set(key: string, value: Blob): void {
+    if (value.size > this.maxEntry || value.size > this.capacity || this.entries.has(key)) return;
+    this.held += value.size;
     this.entries.set(key, value);
     for (const [k, v] of this.entries) {
       if (this.held <= this.capacity) break;
       this.entries.delete(k);
-      this.held -= v.length;
+      this.held -= v.size;
     }
   }
 

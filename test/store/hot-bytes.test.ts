@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { HotBytes } from "../../src/store/hot-bytes.ts";
 
-const b = (n: number): Uint8Array => new Uint8Array(n);
+const b = (n: number): Blob => new Blob([new Uint8Array(n)]);
 
 test("keeps entries up to its budget and lets the least recently used go first", () => {
   const h = new HotBytes(300, 200);
