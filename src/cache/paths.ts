@@ -116,7 +116,8 @@ export async function openCacheNar(
   }
   // Only NARs this cache references are reachable through it: the global store stays invisible.
   const o = await g.meta.narToServe(cache.id, narHash);
-  if (!o || narFileName(o) !== file) throw noSuchObject();
+  // decodeBase32 takes only the canonical spelling, so the hash part matches: only the extension is left to check.
+  if (!o || m[2] !== narExtension(servedCompression(o.compression))) throw noSuchObject();
   g.access?.record(cache.id, o.storePathHash);
   const size = servedSize(o);
   if (headOnly) return { kind: "head", size };
