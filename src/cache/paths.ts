@@ -72,8 +72,9 @@ export type NarRequest =
 /**
  * The fast paths for a NAR sent as stored whose chunks lie back to back in one pack (the usual
  * layout of a freshly pushed path): a redirect to the object store when it is the whole pack and
- * the backend offers download URLs (a presigned URL cannot carry a range Nix would send), or the
- * byte range sent like a static file (Content-Length, sendfile) when the backend has files.
+ * the backend offers download URLs (a presigned URL cannot carry a range Nix would send); else,
+ * for a small NAR, its bytes from memory (read once from storage, see HotBytes); else the byte
+ * range sent like a static file (Content-Length) when the backend has files.
  */
 async function fastPath(g: Garret, chunks: ChunkLocation[], range: BodyRange | null): Promise<NarRequest | null> {
   const where = contiguousRange(chunks);

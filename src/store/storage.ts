@@ -47,8 +47,9 @@ export interface Storage {
    */
   downloadUrl(key: string): Promise<string | null>;
   /**
-   * A lazily read slice of an object that the HTTP server can send with Content-Length (and
-   * sendfile), when the backend has such a thing (local files); null otherwise. Fails with
+   * A lazily read slice of an object that the HTTP server can send with Content-Length (Bun
+   * reads a slice on its thread pool; only a whole file gets sendfile), when the backend has such
+   * a thing (local files); null otherwise. Fails with
    * MissingObjectError when the object is missing or shorter than the range.
    */
   fileSlice(key: string, range: ByteRange): Promise<Blob | null>;
