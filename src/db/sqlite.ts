@@ -178,10 +178,16 @@ export class SqliteMetaStore implements MetaStore {
    * For the server: WAL checkpoints run on a worker thread instead of inside the commits of the
    * serving thread (see checkpointer.ts). Short-lived commands keep SQLite's own.
    */
-  checkpointInBackground(log?: (line: string) => void): void {
+  checkpointInBackground(log: (line: string) => void = () => {}): void {
     if (this.checkpointer) return;
+    try {
+      this.checkpointer = startCheckpointer(this.path, log);
+    } catch (err) {
+      // No worker thread: SQLite's own checkpoints, in the commits, as before.
+      log(`checkpointer: not started (${(err as Error).message}); checkpoints stay in the commits`);
+      return;
+    }
     this.db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
-    this.checkpointer = startCheckpointer(this.path, log);
   }
 
   close(): void {
