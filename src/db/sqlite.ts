@@ -11,6 +11,8 @@ const now = (): number => Math.floor(Date.now() / 1000);
 /** How long a cache record found by getCache is reused, and how many are kept. */
 const CACHE_RECORD_MS = 1000;
 const CACHE_RECORDS_MAX = 1024;
+/** NAR download answers kept between changes (see narToServe). */
+const SERVED_MAX = 4096;
 
 interface CacheRow {
   id: number; name: string; is_public: number; store_dir: string; priority: number;
@@ -124,6 +126,8 @@ export class SqliteMetaStore implements MetaStore {
       hasObject: q(`SELECT 1 FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
         WHERE o.cache_id = ? AND o.store_path_hash = ?`),
       getObject: q(`${OBJECT_SELECT} WHERE o.cache_id = ? AND o.store_path_hash = ?`),
+      totalChanges: q("SELECT total_changes() AS c"),
+      dataVersion: q("PRAGMA data_version"),
       // One statement for a NAR download: the NAR, one object of the cache using it, its chunks.
       narToServe: q(`SELECT o.store_path_hash, n.id AS nar_id, n.nar_size, n.file_size, n.compression AS nar_compression,
           c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id, p.storage_key, p.size AS pack_size,
@@ -265,7 +269,33 @@ export class SqliteMetaStore implements MetaStore {
     return row ? toObject(row) : null;
   }
 
+  /**
+   * NAR downloads repeat: the answer is kept until the database changes at all. A change by this
+   * connection moves total_changes(), one by any other connection (garret gc, fsck) moves
+   * PRAGMA data_version; checking both costs about 1.5 us, the query 5-10.
+   */
   async narToServe(cacheId: number, narHash: string): Promise<ServedNar | null> {
+    const generation = `${(this.stmt.totalChanges!.get() as { c: number }).c}:${(this.stmt.dataVersion!.get() as { data_version: number }).data_version}`;
+    if (generation !== this.servedGeneration) {
+      this.served.clear();
+      this.servedGeneration = generation;
+    }
+    const key = `${cacheId}:${narHash}`;
+    const kept = this.served.get(key);
+    if (kept) return kept;
+    const found = this.readNarToServe(cacheId, narHash);
+    if (found) {
+      Object.freeze(found.chunks.map((c) => Object.freeze(c)));
+      if (this.served.size >= SERVED_MAX) this.served.clear();
+      this.served.set(key, Object.freeze(found));
+    }
+    return found;
+  }
+
+  private servedGeneration = "";
+  private readonly served = new Map<string, ServedNar>();
+
+  private readNarToServe(cacheId: number, narHash: string): ServedNar | null {
     const rows = this.stmt.narToServe!.all(cacheId, narHash) as (ChunkRow & {
       store_path_hash: string; nar_id: number; nar_size: number; file_size: number; nar_compression: Compression | "mixed";
     })[];
