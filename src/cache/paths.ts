@@ -86,7 +86,7 @@ async function fastPath(g: Garret, chunks: ChunkLocation[], range: BodyRange | n
   const start = range?.start ?? 0;
   const end = range?.end ?? where.length - 1;
   const memory = g.narMemory;
-  if (memory && where.length <= memory.maxEntry && where.length <= memory.capacity) {
+  if (memory?.fits(where.length)) {
     const key = `${where.packKey}:${where.offset}:${where.length}`;
     let held = memory.get(key);
     if (!held) {

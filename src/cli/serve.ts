@@ -39,13 +39,13 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const narMemory = narMemoryFromEnv();
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorageForCli(config.storage);
+  const { log, flush } = lineWriter((text) => process.stderr.write(text));
   const meta = new SqliteMetaStore(databasePath(config.dataDir));
-  meta.checkpointInBackground((line) => process.stderr.write(`${line}\n`));
+  meta.checkpointInBackground(log);
   const secret = await tokenSecret(config.dataDir);
   const tokens = new TokenAuthority(secret.secret);
   const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };
   const g: Garret = { meta, storage, tokens, ingest, publicUrl: "", narMemory };
-  const { log, flush } = lineWriter((text) => process.stderr.write(text));
   const collector = startCollector(g, config, argv, log);
   const running = startServer(g, listen, log);
   g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${running.server.port}`).replace(/\/+$/, "");

@@ -52,6 +52,11 @@ const OBJECT_SELECT = `
          o.server_sig, o.server_sig_key, o.nar_id, n.nar_hash, n.nar_size, n.file_size, n.compression
   FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'`;
 
+/** The columns of a NAR's chunk (ChunkRow), from `nar_chunks nc` joined as CHUNK_JOINS. */
+const CHUNK_COLUMNS = `c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id,
+  p.storage_key, p.size AS pack_size, c.pack_offset, c.stored_size`;
+const CHUNK_JOINS = "JOIN chunks c ON c.id = nc.chunk_id JOIN packs p ON p.id = c.pack_id";
+
 /** A chunk of a NAR as the narChunks and narToServe queries return it. */
 interface ChunkRow {
   chunk_id: number; chunk_hash: string; chunk_size: number; compression: Compression;
@@ -130,11 +135,10 @@ export class SqliteMetaStore implements MetaStore {
       dataVersion: q("PRAGMA data_version"),
       // One statement for a NAR download: the NAR, one object of the cache using it, its chunks.
       narToServe: q(`SELECT o.store_path_hash, n.id AS nar_id, n.nar_size, n.file_size, n.compression AS nar_compression,
-          c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id, p.storage_key, p.size AS pack_size,
-          c.pack_offset, c.stored_size
+          ${CHUNK_COLUMNS}
         FROM nars n
         JOIN objects o ON o.id = (SELECT id FROM objects WHERE nar_id = n.id AND cache_id = ?1 LIMIT 1)
-        JOIN nar_chunks nc ON nc.nar_id = n.id JOIN chunks c ON c.id = nc.chunk_id JOIN packs p ON p.id = c.pack_id
+        JOIN nar_chunks nc ON nc.nar_id = n.id ${CHUNK_JOINS}
         WHERE n.nar_hash = ?2 AND n.state = 'valid' ORDER BY nc.seq`),
       updateSig: q("UPDATE objects SET server_sig = ?, server_sig_key = ? WHERE cache_id = ? AND store_path_hash = ?"),
       touch: q("UPDATE objects SET last_accessed_at = ? WHERE cache_id = ? AND store_path_hash = ?"),
@@ -144,10 +148,7 @@ export class SqliteMetaStore implements MetaStore {
       chunkIdByHash: q("SELECT id, state, stored_size, compression FROM chunks WHERE chunk_hash = ?"),
       reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),
       findNar: q("SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = ?"),
-      narChunks: q(`SELECT c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id,
-          p.storage_key, p.size AS pack_size, c.pack_offset, c.stored_size
-        FROM nar_chunks nc JOIN chunks c ON c.id = nc.chunk_id JOIN packs p ON p.id = c.pack_id
-        WHERE nc.nar_id = ? ORDER BY nc.seq`),
+      narChunks: q(`SELECT ${CHUNK_COLUMNS} FROM nar_chunks nc ${CHUNK_JOINS} WHERE nc.nar_id = ? ORDER BY nc.seq`),
       insertPack: q("INSERT INTO packs (storage_key, size, state, created_at) VALUES (?, 0, 'pending', ?)"),
       deletePack: q("DELETE FROM packs WHERE id = ? AND state = 'pending'"),
       sealPack: q("UPDATE packs SET state = 'valid', size = ? WHERE id = ? AND state = 'pending'"),
@@ -285,7 +286,9 @@ export class SqliteMetaStore implements MetaStore {
     if (kept) return kept;
     const found = this.readNarToServe(cacheId, narHash);
     if (found) {
-      Object.freeze(found.chunks.map((c) => Object.freeze(c)));
+      // Frozen, chunks and all: every request for this NAR gets this same object.
+      for (const c of found.chunks) Object.freeze(c);
+      Object.freeze(found.chunks);
       if (this.served.size >= SERVED_MAX) this.served.clear();
       this.served.set(key, Object.freeze(found));
     }

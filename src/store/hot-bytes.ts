@@ -26,8 +26,13 @@ export class HotBytes {
     return v;
   }
 
+  /** Whether an entry of this many bytes would be kept. */
+  fits(size: number): boolean {
+    return size <= this.maxEntry && size <= this.capacity;
+  }
+
   set(key: string, value: Blob): void {
-    if (value.size > this.maxEntry || value.size > this.capacity || this.entries.has(key)) return;
+    if (!this.fits(value.size) || this.entries.has(key)) return;
     this.held += value.size;
     this.entries.set(key, value);
     for (const [k, v] of this.entries) {
