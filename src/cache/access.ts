@@ -10,7 +10,7 @@ export const CACHE_NAME = /^[A-Za-z0-9][A-Za-z0-9\-_+]{0,49}$/;
 export type Caller = TokenClaims | null;
 
 // One message for "missing" and "hidden", so a private cache is indistinguishable from none.
-const noSuchCache = (): GarretError => new GarretError("NoSuchCache", "The requested cache does not exist.");
+export const noSuchCache = (): GarretError => new GarretError("NoSuchCache", "The requested cache does not exist.");
 
 export function assertCacheName(name: string): void {
   if (!CACHE_NAME.test(name)) {

@@ -3,7 +3,7 @@ import { formatSecretKey, generateSecretKey, parseSecretKey } from "../nix/signi
 import { cacheKey } from "./keys.ts";
 import { DEFAULT_STORE_DIR } from "../nix/store-path.ts";
 import type { CachePatch, CacheRecord } from "../db/types.ts";
-import { authorize, authorizeCreate, effectivePermission, type Caller } from "./access.ts";
+import { authorize, authorizeCreate, effectivePermission, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 
 export const DEFAULT_UPSTREAM_KEYS = ["cache.nixos.org-1"];
@@ -131,10 +131,12 @@ export async function configureCache(g: Garret, caller: Caller, name: string, bo
     retentionPeriod: retention,
     quotaBytes: quota,
   };
-  return (await g.meta.updateCache(cache.name, patch))!;
+  const updated = await g.meta.updateCache(cache, patch);
+  if (!updated) throw noSuchCache();
+  return updated;
 }
 
 export async function destroyCache(g: Garret, caller: Caller, name: string): Promise<void> {
   const cache = await authorize(g, caller, name, "destroyCache");
-  await g.meta.deleteCache(cache.name);
+  if (!(await g.meta.deleteCache(cache))) throw noSuchCache();
 }

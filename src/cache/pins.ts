@@ -38,9 +38,13 @@ export async function pinPath(g: Garret, caller: Caller, cacheName: string, name
   const cache = await authorize(g, caller, cacheName, "push");
   assertPinName(name);
   const hash = storePathHashOf((body as { store_path?: unknown } | null)?.store_path);
+  const notHeld = (): GarretError => new GarretError("NoSuchObject", `cache ${cache.name} does not hold ${(body as { store_path: string }).store_path}`);
   const o = await g.meta.getObject(cache.id, hash);
-  if (!o) throw new GarretError("NoSuchObject", `cache ${cache.name} does not hold ${(body as { store_path: string }).store_path}`);
-  return view(await g.meta.addPin(cache.id, { name, storePathHash: hash, storePath: o.storePath, createdBy: caller?.sub ?? null }));
+  if (!o) throw notHeld();
+  // The path (or its cache) may go while we looked: the store pins it only if still held.
+  const pin = await g.meta.addPin(cache.id, { name, storePathHash: hash, storePath: o.storePath, createdBy: caller?.sub ?? null });
+  if (!pin) throw notHeld();
+  return view(pin);
 }
 
 export async function unpinPath(g: Garret, caller: Caller, cacheName: string, name: string): Promise<void> {

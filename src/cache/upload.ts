@@ -3,11 +3,11 @@ import { parseSha256 } from "../nix/hash.ts";
 import { signFingerprint } from "../nix/signing.ts";
 import { cacheKey } from "./keys.ts";
 import { isValidStorePathHash, parseStorePath, parseStorePathBasename } from "../nix/store-path.ts";
-import type { CacheRecord } from "../db/types.ts";
+import { CacheChanged, type CacheRecord } from "../db/types.ts";
 import { decodeContent, isSupportedContentEncoding } from "../store/compression.ts";
 import { discardStaged, ingestNar, UploadRejected } from "../store/ingest.ts";
 import { StorageError } from "../store/storage.ts";
-import { authorize, type Caller } from "./access.ts";
+import { authorize, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { objectFingerprint } from "./paths.ts";
 import { withUploadLease } from "../gc/lease.ts";
@@ -135,7 +135,7 @@ async function ingestAndCommit(
     }));
     const { narExisted } = await g.meta.commitUpload({
       packs: staged.packs, newChunks: staged.newChunks, chunkHashes: staged.chunkHashes,
-      narHash: staged.narHash, narSize: staged.narSize, cacheId: cache.id,
+      narHash: staged.narHash, narSize: staged.narSize, cache,
       object: {
         storePathHash: info.storePathHash, storePath: info.storePath, references: info.references,
         system: info.system, deriver: info.deriver, ca: info.ca, sigs: info.sigs,
@@ -150,6 +150,9 @@ async function ingestAndCommit(
     };
   } catch (err) {
     await discardStaged(g, staged);
+    // Destroyed (or destroyed and recreated) while the body streamed: the path must not land in
+    // whatever holds that name now. To the uploader it is simply gone.
+    if (err instanceof CacheChanged) throw noSuchCache();
     throw err;
   }
 }

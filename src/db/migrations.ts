@@ -128,4 +128,28 @@ export const MIGRATIONS: readonly string[] = [
   `
   DROP INDEX IF EXISTS objects_by_access;
   `,
+  // 4: cache ids are never reused (issue 12). Without AUTOINCREMENT SQLite hands a destroyed cache's
+  // id to the next cache created, and anything that read the old id before an await (an upload in
+  // flight) would write into the new cache. The table is rebuilt with AUTOINCREMENT (SQLite cannot
+  // add it in place); foreign keys are off while migrations run, so nothing cascades.
+  `
+  CREATE TABLE caches_new (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    is_public INTEGER NOT NULL DEFAULT 0,
+    store_dir TEXT NOT NULL DEFAULT '/nix/store',
+    priority INTEGER NOT NULL DEFAULT 41,
+    upstream_cache_key_names TEXT NOT NULL DEFAULT '["cache.nixos.org-1"]',
+    signing_key TEXT NOT NULL,
+    retention_period INTEGER,
+    created_at INTEGER NOT NULL,
+    quota_bytes INTEGER
+  );
+  INSERT INTO caches_new (id, name, is_public, store_dir, priority, upstream_cache_key_names, signing_key,
+    retention_period, created_at, quota_bytes)
+  SELECT id, name, is_public, store_dir, priority, upstream_cache_key_names, signing_key,
+    retention_period, created_at, quota_bytes FROM caches;
+  DROP TABLE caches;
+  ALTER TABLE caches_new RENAME TO caches;
+  `,
 ];

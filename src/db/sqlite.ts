@@ -1,8 +1,9 @@
 import { Database, type Statement } from "bun:sqlite";
 import { MIGRATIONS } from "./migrations.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
+import { CacheChanged } from "./types.ts";
 import type {
-  CachePatch, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
+  CacheIdentity, CachePatch, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
   MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, ServedNar, UploadCommit, VisibleObject,
 } from "./types.ts";
 
@@ -100,9 +101,9 @@ export class SqliteMetaStore implements MetaStore {
     this.db = new Database(path, { create: true, strict: true });
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
-    this.db.exec("PRAGMA foreign_keys = ON");
     this.db.exec("PRAGMA busy_timeout = 5000");
     this.migrate();
+    this.db.exec("PRAGMA foreign_keys = ON");
     this.stmt = this.prepare();
   }
 
@@ -111,12 +112,17 @@ export class SqliteMetaStore implements MetaStore {
     const row = this.db.query("SELECT version FROM schema_version").get() as { version: number } | null;
     let version = row?.version ?? 0;
     if (!row) this.db.exec("INSERT INTO schema_version (version) VALUES (0)");
+    // Foreign keys are enforced only once migrations have run (the pragma cannot change inside a
+    // transaction): a migration that rebuilds a table must not cascade its drop into the rows
+    // that reference it. Each one is checked for dangling references before it commits.
     for (; version < MIGRATIONS.length; version++) {
       const sql = MIGRATIONS[version]!;
       this.db.transaction(() => {
         this.db.exec(sql);
+        const dangling = this.db.query("PRAGMA foreign_key_check").all();
+        if (dangling.length > 0) throw new Error(`migration ${version + 1} left ${dangling.length} dangling reference(s)`);
         this.db.query("UPDATE schema_version SET version = ?").run(version + 1);
-      })();
+      }).immediate();
     }
   }
 
@@ -124,9 +130,10 @@ export class SqliteMetaStore implements MetaStore {
     const q = (sql: string) => this.db.prepare(sql);
     return {
       getCache: q("SELECT * FROM caches WHERE name = ?"),
+      cacheUnchanged: q("SELECT 1 FROM caches WHERE id = ? AND name = ? AND created_at = ?"),
       insertCache: q(`INSERT INTO caches (name, is_public, store_dir, priority, upstream_cache_key_names,
         signing_key, retention_period, quota_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      deleteCache: q("DELETE FROM caches WHERE name = ?"),
+      deleteCache: q("DELETE FROM caches WHERE id = ? AND name = ? AND created_at = ?"),
       // A path whose NAR fsck found damaged is hidden: missing to pushers too, so a re-push heals it.
       hasObject: q(`SELECT 1 FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
         WHERE o.cache_id = ? AND o.store_path_hash = ?`),
@@ -233,7 +240,7 @@ export class SqliteMetaStore implements MetaStore {
     return (await this.getCache(c.name))!;
   }
 
-  async updateCache(name: string, patch: CachePatch): Promise<CacheRecord | null> {
+  async updateCache(cache: CacheIdentity, patch: CachePatch): Promise<CacheRecord | null> {
     const columns: Record<keyof CachePatch, string> = {
       isPublic: "is_public", storeDir: "store_dir", priority: "priority",
       upstreamCacheKeyNames: "upstream_cache_key_names", signingKey: "signing_key",
@@ -249,16 +256,17 @@ export class SqliteMetaStore implements MetaStore {
       else if (Array.isArray(value)) values.push(JSON.stringify(value));
       else values.push(value);
     }
-    if (sets.length > 0) {
-      this.db.prepare(`UPDATE caches SET ${sets.join(", ")} WHERE name = ?`).run(...values, name);
-    }
-    this.cacheRecords.delete(name);
-    return this.getCache(name);
+    // Conditional on the cache being the one authorised: a cache destroyed and recreated under
+    // the same name meanwhile is another tenant's, and is left alone.
+    const changed = this.db.prepare(`UPDATE caches SET ${sets.length > 0 ? sets.join(", ") : "id = id"}
+      WHERE id = ? AND name = ? AND created_at = ?`).run(...values, cache.id, cache.name, cache.createdAt).changes;
+    this.cacheRecords.delete(cache.name);
+    return changed > 0 ? this.getCache(cache.name) : null;
   }
 
-  async deleteCache(name: string): Promise<boolean> {
-    this.cacheRecords.delete(name);
-    return this.stmt.deleteCache!.run(name).changes > 0;
+  async deleteCache(cache: CacheIdentity): Promise<boolean> {
+    this.cacheRecords.delete(cache.name);
+    return this.stmt.deleteCache!.run(cache.id, cache.name, cache.createdAt).changes > 0;
   }
 
   async missingPaths(cacheId: number, hashes: string[]): Promise<string[]> {
@@ -400,6 +408,7 @@ export class SqliteMetaStore implements MetaStore {
   private commitOne(c: UploadCommit, sealedShared: ReadonlySet<number>): { narId: number; narExisted: boolean } {
     const t = now();
     return this.db.transaction(() => {
+      this.assertCacheUnchanged(c.cache);
       for (const p of c.packs) {
         if (sealedShared.has(p.id) || this.stmt.sealPack!.run(p.size, p.id).changes === 1) continue;
         // Only a collector that wrongly judged the upload dead could have taken the pending pack
@@ -444,11 +453,16 @@ export class SqliteMetaStore implements MetaStore {
         c.chunkHashes.forEach((hash, seq) => this.stmt.insertNarChunk!.run(narId, seq, chunks.get(hash)!.id));
       }
       const o = c.object;
-      this.stmt.upsertObject!.run(c.cacheId, o.storePathHash, o.storePath, narId,
+      this.stmt.upsertObject!.run(c.cache.id, o.storePathHash, o.storePath, narId,
         JSON.stringify(o.references), o.system, o.deriver, o.ca, JSON.stringify(o.sigs),
         o.serverSig, o.serverSigKey, o.createdBy, t, t);
       return { narId, narExisted: existing !== null && existing.state === "valid" };
     })();
+  }
+
+  /** Inside a write transaction: the cache is still the one the request was authorised for. */
+  private assertCacheUnchanged(cache: CacheIdentity): void {
+    if (this.stmt.cacheUnchanged!.get(cache.id, cache.name, cache.createdAt) === null) throw new CacheChanged(cache);
   }
 
   // --- Garbage collection
@@ -599,13 +613,15 @@ export class SqliteMetaStore implements MetaStore {
       .map((r) => ({ name: r.name, storePathHash: r.store_path_hash, storePath: r.store_path, createdBy: r.created_by, createdAt: r.created_at }));
   }
 
-  async addPin(cacheId: number, pin: Omit<PinRecord, "createdAt">): Promise<PinRecord> {
+  async addPin(cacheId: number, pin: Omit<PinRecord, "createdAt">): Promise<PinRecord | null> {
     const t = now();
-    this.db.query(`INSERT INTO pins (cache_id, name, store_path_hash, store_path, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)
+    // Only while the cache holds the path (and so exists): the check and the write are one statement.
+    const changes = this.db.query(`INSERT INTO pins (cache_id, name, store_path_hash, store_path, created_by, created_at)
+      SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM objects WHERE cache_id = ?1 AND store_path_hash = ?3)
       ON CONFLICT (cache_id, name) DO UPDATE SET store_path_hash = excluded.store_path_hash,
         store_path = excluded.store_path, created_by = excluded.created_by, created_at = excluded.created_at`)
-      .run(cacheId, pin.name, pin.storePathHash, pin.storePath, pin.createdBy, t);
-    return { ...pin, createdAt: t };
+      .run(cacheId, pin.name, pin.storePathHash, pin.storePath, pin.createdBy, t).changes;
+    return changes > 0 ? { ...pin, createdAt: t } : null;
   }
 
   async listPins(cacheId: number): Promise<PinRecord[]> {

@@ -102,8 +102,22 @@ export interface UploadCommit {
   chunkHashes: string[];
   narHash: string;
   narSize: number;
-  cacheId: number;
+  /** The cache the upload was authorised for; the commit fails with CacheChanged if it is gone. */
+  cache: CacheIdentity;
   object: ObjectMeta;
+}
+
+/**
+ * What makes a cache the one a caller was authorised for. Ids are never reused, but a write that
+ * read the cache before an await checks all three inside the transaction that writes.
+ */
+export type CacheIdentity = Pick<CacheRecord, "id" | "name" | "createdAt">;
+
+/** The cache a write was authorised for was destroyed (or replaced) before the write. */
+export class CacheChanged extends Error {
+  constructor(cache: CacheIdentity) {
+    super(`cache ${cache.name} (id ${cache.id}) no longer exists as it was when the request began`);
+  }
 }
 
 export interface ObjectView {
@@ -191,8 +205,10 @@ export interface MetaStore {
 
   getCache(name: string): Promise<CacheRecord | null>;
   createCache(cache: NewCache): Promise<CacheRecord>;
-  updateCache(name: string, patch: CachePatch): Promise<CacheRecord | null>;
-  deleteCache(name: string): Promise<boolean>;
+  /** Changes the cache if it is still the one identified (see CacheIdentity); null when it is gone. */
+  updateCache(cache: CacheIdentity, patch: CachePatch): Promise<CacheRecord | null>;
+  /** Destroys the cache if it is still the one identified; false when it is gone. */
+  deleteCache(cache: CacheIdentity): Promise<boolean>;
 
   /** Of the given store path hashes, those the cache does not hold. */
   missingPaths(cacheId: number, storePathHashes: string[]): Promise<string[]>;
@@ -252,7 +268,8 @@ export interface MetaStore {
   relocateChunks(newPack: { id: number; size: number }, fromPackId: number, moves: ChunkMove[]): Promise<number>;
 
   // Pins and deletion
-  addPin(cacheId: number, pin: Omit<PinRecord, "createdAt">): Promise<PinRecord>;
+  /** Pins a path the cache holds at the moment of the write; null when it holds no such path. */
+  addPin(cacheId: number, pin: Omit<PinRecord, "createdAt">): Promise<PinRecord | null>;
   listPins(cacheId: number): Promise<PinRecord[]>;
   removePin(cacheId: number, name: string): Promise<boolean>;
   /** Store path hashes of the cache's objects that reference this one, transitively. */

@@ -21,7 +21,7 @@ async function storeWithNar(): Promise<{ meta: SqliteMetaStore; path: string; ca
   await meta.commitUpload({
     packs: [{ id: packId, size: 100 }],
     newChunks: [{ hash: HASH("a"), size: 200, compression: "zstd", packId, offset: 0, storedSize: 100, heals: false }],
-    chunkHashes: [HASH("a")], narHash: HASH("a"), narSize: 200, cacheId: cache.id,
+    chunkHashes: [HASH("a")], narHash: HASH("a"), narSize: 200, cache,
     object: {
       storePathHash: "0".repeat(32), storePath: `/nix/store/${"0".repeat(32)}-x`, references: [], system: null,
       deriver: null, ca: null, sigs: [], serverSig: null, serverSigKey: null, createdBy: null,
