@@ -58,13 +58,15 @@ export function toLetters(p: Partial<Permission>): Record<string, 1> {
 
 /**
  * Answers per claims object: the server keeps verified tokens' claims (src/auth/token.ts), so a
- * push's requests share one, and sorting and compiling its globs once per cache is enough.
+ * push's requests share one, and matching its globs once per cache is enough.
  */
 const answers = new WeakMap<CachePermissionClaims, Map<string, Permission>>();
 
 /**
  * The permission a token grants on one cache. As in Attic, an exact name wins; otherwise the first
- * matching glob in sorted order (Attic keeps the patterns in a sorted map), without merging.
+ * matching glob in the token's own claim order (Attic's claims map keeps insertion order, and
+ * `atticadm make-token` writes patterns in flag order), without merging. JSON.parse keeps that
+ * order for every key that is not an array index, and a glob (it holds `*`) never is one.
  */
 export function permissionFor(claims: CachePermissionClaims | null, cache: string): Permission {
   if (!claims) return NO_PERMISSION;
@@ -82,7 +84,7 @@ export function permissionFor(claims: CachePermissionClaims | null, cache: strin
 function resolvePermission(claims: CachePermissionClaims, cache: string): Permission {
   const exact = Object.hasOwn(claims, cache) ? claims[cache] : undefined;
   if (exact && typeof exact === "object") return fromLetters(exact);
-  for (const pattern of Object.keys(claims).sort()) {
+  for (const pattern of Object.keys(claims)) {
     if (!pattern.includes("*") || !isValidCachePattern(pattern)) continue;
     const letters = claims[pattern];
     if (letters && typeof letters === "object" && globToRegExp(pattern).test(cache)) return fromLetters(letters);

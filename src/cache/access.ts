@@ -6,8 +6,30 @@ import type { Garret } from "./context.ts";
 
 export const CACHE_NAME = /^[A-Za-z0-9][A-Za-z0-9\-_+]{0,49}$/;
 
-/** Who is asking: the verified token claims, or null for anonymous. */
-export type Caller = TokenClaims | null;
+/**
+ * A token was sent but failed verification (expired, forged, unknown key). As in Attic, reads go
+ * on as anonymous, so a stale token in a netrc does not stop Nix substituting from public caches;
+ * everything else is refused as unauthorised, whatever the cache, so the refusal reveals nothing.
+ */
+export class RejectedToken {
+  constructor(readonly reason: string) {}
+}
+
+/** Who is asking: the verified token claims, a rejected token, or null for anonymous. */
+export type Caller = TokenClaims | RejectedToken | null;
+
+/** The verified claims of a caller, or null (anonymous, or a token that failed verification). */
+export function claimsOf(caller: Caller): TokenClaims | null {
+  return caller instanceof RejectedToken ? null : caller;
+}
+
+/** Operations a caller with a rejected token may still do, anonymously. */
+const READS: ReadonlySet<keyof Permission | "any"> = new Set(["pull", "any"]);
+
+/** A rejected token asking for more than a read is refused before any cache is looked at. */
+function refuseRejected(caller: Caller, need: keyof Permission | "any"): void {
+  if (caller instanceof RejectedToken && !READS.has(need)) throw new GarretError("Unauthorized", caller.reason);
+}
 
 // One message for "missing" and "hidden", so a private cache is indistinguishable from none.
 export const noSuchCache = (): GarretError => new GarretError("NoSuchCache", "The requested cache does not exist.");
@@ -19,12 +41,13 @@ export function assertCacheName(name: string): void {
 }
 
 export function effectivePermission(caller: Caller, cache: CacheRecord | null, name: string): Permission {
-  const p = caller ? permissionFor(caller.caches, name) : NO_PERMISSION;
+  const claims = claimsOf(caller);
+  const p = claims ? permissionFor(claims.caches, name) : NO_PERMISSION;
   return cache?.isPublic ? { ...p, pull: true } : p;
 }
 
 function denied(caller: Caller): GarretError {
-  return caller
+  return claimsOf(caller)
     ? new GarretError("Forbidden", "Your token does not allow this on this cache.")
     : new GarretError("Unauthorized", "This needs a token; send one with Authorization: Bearer.");
 }
@@ -37,6 +60,7 @@ function denied(caller: Caller): GarretError {
  */
 export async function authorize(g: Garret, caller: Caller, name: string, need: keyof Permission | "any"): Promise<CacheRecord> {
   assertCacheName(name);
+  refuseRejected(caller, need);
   const cache = await g.meta.getCache(name);
   const perm = effectivePermission(caller, cache, name);
   if (!cache || !hasAny(perm)) throw noSuchCache();
@@ -47,6 +71,7 @@ export async function authorize(g: Garret, caller: Caller, name: string, need: k
 /** For cache creation, where the cache must not exist yet. */
 export async function authorizeCreate(g: Garret, caller: Caller, name: string): Promise<void> {
   assertCacheName(name);
+  refuseRejected(caller, "createCache");
   const perm = effectivePermission(caller, null, name);
   if (!perm.createCache) throw denied(caller);
   // A name is taken or not; only those allowed to create under it can ask.

@@ -1,7 +1,7 @@
 import { GarretError } from "../errors.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
 import type { PinRecord } from "../db/types.ts";
-import { authorize, type Caller } from "./access.ts";
+import { authorize, claimsOf, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 
 /** Pins and path deletion: the user-facing side of garbage collection (issue 5). */
@@ -42,7 +42,7 @@ export async function pinPath(g: Garret, caller: Caller, cacheName: string, name
   const o = await g.meta.getObject(cache.id, hash);
   if (!o) throw notHeld();
   // The path (or its cache) may go while we looked: the store pins it only if still held.
-  const pin = await g.meta.addPin(cache.id, { name, storePathHash: hash, storePath: o.storePath, createdBy: caller?.sub ?? null });
+  const pin = await g.meta.addPin(cache.id, { name, storePathHash: hash, storePath: o.storePath, createdBy: claimsOf(caller)?.sub ?? null });
   if (!pin) throw notHeld();
   return view(pin);
 }

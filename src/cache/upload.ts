@@ -7,7 +7,7 @@ import { CacheChanged, type CacheRecord } from "../db/types.ts";
 import { decodeContent, isSupportedContentEncoding } from "../store/compression.ts";
 import { discardStaged, ingestNar, UploadRejected } from "../store/ingest.ts";
 import { StorageError } from "../store/storage.ts";
-import { authorize, noSuchCache, type Caller } from "./access.ts";
+import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { objectFingerprint } from "./paths.ts";
 import { withUploadLease } from "../gc/lease.ts";
@@ -139,7 +139,7 @@ async function ingestAndCommit(
       object: {
         storePathHash: info.storePathHash, storePath: info.storePath, references: info.references,
         system: info.system, deriver: info.deriver, ca: info.ca, sigs: info.sigs,
-        serverSig, serverSigKey: publicKey, createdBy: caller?.sub ?? null,
+        serverSig, serverSigKey: publicKey, createdBy: claimsOf(caller)?.sub ?? null,
       },
     });
     return {

@@ -32,7 +32,15 @@ export interface ParseConfig<O extends Record<string, OptionSpec>> {
   strict?: boolean;
 }
 
-export function parseArgs<O extends Record<string, OptionSpec>>(config: ParseConfig<O>): { values: ParsedValues<O>; positionals: string[] } {
+/** An option as given, in command-line order (like node:util's option tokens). */
+export interface OptionToken {
+  name: string;
+  value: string | boolean;
+}
+
+export function parseArgs<O extends Record<string, OptionSpec>>(
+  config: ParseConfig<O>,
+): { values: ParsedValues<O>; positionals: string[]; options: OptionToken[] } {
   const { args, options } = config;
   const strict = config.strict ?? true;
   const values: Record<string, string | boolean | (string | boolean)[]> = Object.create(null);
@@ -40,7 +48,9 @@ export function parseArgs<O extends Record<string, OptionSpec>>(config: ParseCon
   const byShort = new Map<string, string>();
   for (const [name, spec] of Object.entries(options)) if (spec.short) byShort.set(spec.short, name);
 
+  const given: OptionToken[] = [];
   const set = (name: string, value: string | boolean): void => {
+    given.push({ name, value });
     if (!options[name]!.multiple) {
       values[name] = value;
       return;
@@ -117,5 +127,5 @@ export function parseArgs<O extends Record<string, OptionSpec>>(config: ParseCon
     }
     positional(arg);
   }
-  return { values: values as ParsedValues<O>, positionals };
+  return { values: values as ParsedValues<O>, positionals, options: given };
 }

@@ -1,4 +1,6 @@
+import { rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs } from "./args.ts";
 import { ConfigError, databasePath, parseListen, serverConfig, type ListenAddress, type ServerConfig } from "../config.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
@@ -49,7 +51,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const collector = startCollector(g, config, argv, log);
   const running = startServer(g, listen, log);
   g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${running.server.port}`).replace(/\/+$/, "");
-  if (secret.created) await printFirstRun(tokens, g.publicUrl, config.dataDir);
+  warnIfDataDirIsShared(config.dataDir, log);
+  if (secret.created) await handOverRootToken(tokens, g.publicUrl, config.dataDir, log);
   log(`garret listening on http://${listen.hostname}:${running.server.port} (data: ${config.dataDir}, storage: ${storage.kind})`);
 
   let stopping = false;
@@ -105,22 +108,49 @@ function narMemoryFromEnv(env = process.env): HotBytes {
 /** Uploads in flight get this long to finish on SIGTERM before they are cut. */
 const SHUTDOWN_GRACE_MS = 6000;
 
-/** On the very first start, hand the operator a root token and the next steps, once. */
-async function printFirstRun(tokens: TokenAuthority, url: string, dataDir: string): Promise<void> {
+/** The data dir holds the token secret and every cache's signing key: say so if others can read it. */
+function warnIfDataDirIsShared(dataDir: string, log: (line: string) => void): void {
+  const mode = statSync(dataDir).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    log(`warning: the data dir ${dataDir} is open to other users (mode ${mode.toString(8).padStart(4, "0")}); it holds signing keys and the token secret: chmod 700 ${dataDir}`);
+  }
+}
+
+/** Where the first start leaves the root token when nobody is at a terminal to read it. */
+export const ROOT_TOKEN_FILE = "root-token";
+
+/**
+ * On the very first start, hand the operator a root token and the next steps, once. Only a
+ * terminal gets the token itself: a service manager keeps stderr in its journal for anyone who
+ * may read logs, so there it goes to a 0600 file in the data dir, and the log names only the file.
+ */
+async function handOverRootToken(tokens: TokenAuthority, url: string, dataDir: string, log: (line: string) => void): Promise<void> {
   const root = await tokens.mint("root", 365 * 86400, {
     "*": { r: 1, w: 1, d: 1, cc: 1, cr: 1, cq: 1, cd: 1 },
   });
-  process.stderr.write([
-    "",
-    `garret: first start, created ${dataDir}. A root token with every permission, valid for a year`,
-    "(shown only now; mint narrower ones with `garret token create`):",
-    "",
-    `    ${root}`,
-    "",
+  const nextSteps = [
     "Next steps:",
-    `    garret login main ${url} <the token above>`,
+    `    garret login main ${url} <the root token>`,
     "    garret cache create main:my-cache",
     "    garret push main:my-cache ./result",
-    "",
-  ].join("\n") + "\n");
+  ];
+  if (process.stderr.isTTY) {
+    process.stderr.write([
+      "",
+      `garret: first start, created ${dataDir}. A root token with every permission, valid for a year`,
+      "(shown only now; mint narrower ones with `garret token create`):",
+      "",
+      `    ${root}`,
+      "",
+      ...nextSteps,
+      "",
+    ].join("\n") + "\n");
+    return;
+  }
+  const file = join(dataDir, ROOT_TOKEN_FILE);
+  // A file left from an earlier secret holds a token nothing accepts any more.
+  rmSync(file, { force: true });
+  writeFileSync(file, `${root}\n`, { mode: 0o600, flag: "wx" });
+  log(`garret: first start, created ${dataDir}. A root token with every permission, valid for a year, is in ${file} (mode 0600): read it, then delete the file.`);
+  for (const line of nextSteps) log(line);
 }

@@ -17,7 +17,7 @@ export async function tokenCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   if (sub !== "create") throw new UsageError("usage: garret token create --sub NAME --validity 1y [--pull PATTERN]...");
   const options = Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: "string" as const, multiple: true }]));
-  const { values } = parseArgs({
+  const { values, options: given } = parseArgs({
     args: rest,
     options: { ...options, sub: { type: "string" }, validity: { type: "string" }, data: { type: "string" }, config: { type: "string" } },
   });
@@ -30,12 +30,14 @@ export async function tokenCommand(argv: string[]): Promise<void> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+  // Patterns in the order their flags were given: where globs overlap, the first one that matches
+  // decides (as in Attic), so `--pull 'aw-*' --push '*'` may not push to aw-x.
   const caches: CachePermissionClaims = {};
-  for (const [flag, perm] of Object.entries(FLAGS)) {
-    for (const pattern of (v[flag] as string[] | undefined) ?? []) {
-      if (!isValidCachePattern(pattern)) throw new UsageError(`--${flag}: invalid cache name or pattern ${JSON.stringify(pattern)}`);
-      caches[pattern] = { ...caches[pattern], [PERMISSION_LETTERS[perm]]: 1 };
-    }
+  for (const { name: flag, value: pattern } of given) {
+    const perm = Object.hasOwn(FLAGS, flag) ? FLAGS[flag]! : null;
+    if (perm === null || typeof pattern !== "string") continue;
+    if (!isValidCachePattern(pattern)) throw new UsageError(`--${flag}: invalid cache name or pattern ${JSON.stringify(pattern)}`);
+    caches[pattern] = { ...caches[pattern], [PERMISSION_LETTERS[perm]]: 1 };
   }
   let dataDir: string;
   try {

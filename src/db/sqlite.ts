@@ -1,4 +1,5 @@
 import { Database, type Statement } from "bun:sqlite";
+import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 import { CacheChanged } from "./types.ts";
@@ -92,12 +93,30 @@ function narSummary(chunks: ChunkRef[]): { fileSize: number; compression: Compre
   return { fileSize, compression: compression ?? "none" };
 }
 
+/**
+ * The database holds every cache's secret signing key: it is created 0600 before SQLite opens it
+ * (SQLite gives its -wal and -shm files the database file's mode), and files an older release
+ * left readable are made private.
+ */
+function keepPrivate(path: string): void {
+  if (path === ":memory:") return;
+  closeSync(openSync(path, "a", 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+  }
+}
+
 /** The embedded metadata store: one SQLite file in WAL mode. */
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database;
   private readonly stmt: Record<string, Statement>;
 
   constructor(private readonly path: string) {
+    keepPrivate(path);
     this.db = new Database(path, { create: true, strict: true });
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");

@@ -1,6 +1,5 @@
-import { GarretError } from "../errors.ts";
 import { InvalidToken } from "../auth/token.ts";
-import type { Caller } from "../cache/access.ts";
+import { RejectedToken, type Caller } from "../cache/access.ts";
 import type { Garret } from "../cache/context.ts";
 
 /** The token from `Authorization: Bearer <jwt>` or Basic auth with the token as password (netrc). */
@@ -18,14 +17,17 @@ export function tokenFromHeader(header: string | null): string | null {
   return null;
 }
 
-/** Verifies the caller's token; a bad token is an error even where anonymous access would do. */
+/**
+ * Verifies the caller's token. A token that fails verification is not an error here: the domain
+ * serves reads of public caches to it anonymously and refuses everything else (see RejectedToken).
+ */
 export async function callerOf(g: Garret, request: Request): Promise<Caller> {
   const token = tokenFromHeader(request.headers.get("authorization"));
   if (!token) return null;
   try {
     return await g.tokens.verify(token);
   } catch (err) {
-    if (err instanceof InvalidToken) throw new GarretError("Unauthorized", err.message);
+    if (err instanceof InvalidToken) return new RejectedToken(err.message);
     throw err;
   }
 }

@@ -17,12 +17,34 @@ async function handleHead(app: GarretApp, request: Request): Promise<Response> {
 }
 
 
-/** The path of an absolute request URL, without its query: a URL object per logged request cost more. */
-function pathOf(url: string): string {
+/**
+ * Where the path of a request's URL starts. Bun gives an absolute URL built from the Host header,
+ * or only the path when that header is empty or absent (HTTP/1.0).
+ */
+function pathStart(url: string): number {
+  if (url.startsWith("/")) return 0;
   const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start < 0) return "/";
+  return start < 0 ? url.length : start;
+}
+
+/** The path of a request URL, without its query: a URL object per logged request cost more. */
+function pathOf(url: string): string {
+  const start = pathStart(url);
   const query = url.indexOf("?", start);
-  return query < 0 ? url.slice(start) : url.slice(start, query);
+  return (query < 0 ? url.slice(start) : url.slice(start, query)) || "/";
+}
+
+/**
+ * The router looks for the path from a fixed offset (11: past "https://" and three characters of
+ * host), so with a host of 1-3 characters `GET /zzzz/b1/nix-cache-info` was routed as
+ * `/b1/nix-cache-info`, past a reverse proxy's path rules. Such a request (or one with no host at
+ * all) is handed over under a URL the router reads right; every other request is passed as it is.
+ */
+function routable(request: Request): Request {
+  const url = request.url;
+  const start = pathStart(url);
+  if (start >= 11 && url.indexOf("/", 11) === start) return request;
+  return new Request(`http://localhost${url.slice(start) || "/"}`, request);
 }
 
 /**
@@ -53,7 +75,8 @@ export function startServer(g: Garret, listen: ListenAddress, log: (line: string
       if (request.headers.has(HEAD_MARKER)) request.headers.delete(HEAD_MARKER);
       inFlight++;
       try {
-        const response = request.method === "HEAD" ? await handleHead(app, request) : await app.handle(request);
+        const routed = routable(request);
+        const response = routed.method === "HEAD" ? await handleHead(app, routed) : await app.handle(routed);
         const ms = (performance.now() - started).toFixed(1);
         log(`${request.method} ${pathOf(request.url)} ${response.status} ${ms}ms`);
         return response;

@@ -19,8 +19,10 @@ export class LocalStorage implements Storage {
     this.tmpDir = join(root, ".tmp");
   }
 
+  /** The storage dir is created private to the server's user (0700), like the data dir. */
   async init(): Promise<void> {
-    await mkdir(this.tmpDir, { recursive: true });
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
   }
 
   private pathOf(key: string): string {

@@ -3,11 +3,11 @@
  * push to, configure or even detect another tenant's private cache.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SignJWT } from "jose";
 import { requireNix, tempDir } from "../helpers/nix.ts";
 import { createCache, mintToken, startServer, type TestServer } from "../helpers/server.ts";
+import { expiredToken, forgedToken } from "../helpers/tokens.ts";
 
 requireNix();
 
@@ -79,19 +79,6 @@ async function expectRejected(res: Response, status: number, error: string): Pro
   expect(await missing("bad-input")).toEqual([STORE_HASH]);
 }
 
-async function expiredToken(): Promise<string> {
-  const secret = Buffer.from(readFileSync(join(server.dataDir, "token-secret"), "utf8").trim(), "base64");
-  const past = Math.floor(Date.now() / 1000) - 3600;
-  return new SignJWT({ "https://jwt.attic.rs/v1": { caches: { "*": { r: 1, w: 1 } } } })
-    .setProtectedHeader({ alg: "HS256" }).setSubject("old").setIssuedAt(past - 60).setExpirationTime(past)
-    .sign(new Uint8Array(secret));
-}
-
-async function forgedToken(): Promise<string> {
-  return new SignJWT({ "https://jwt.attic.rs/v1": { caches: { "*": { r: 1, w: 1 } } } })
-    .setProtectedHeader({ alg: "HS256" }).setSubject("mallory").setExpirationTime("1h")
-    .sign(new Uint8Array(64).fill(7));
-}
 
 describe("bad uploads are refused and leave nothing behind", () => {
   test("wrong nar_hash", async () => {
@@ -145,7 +132,7 @@ describe("bad uploads are refused and leave nothing behind", () => {
     await expectRejected(await upload(info(), nar, await forgedToken()), 401, "Unauthorized");
   });
   test("expired token", async () => {
-    const res = await upload(info(), nar, await expiredToken());
+    const res = await upload(info(), nar, await expiredToken(server.dataDir));
     const body = (await res.clone().json()) as { message: string };
     expect(body.message).toContain("expired");
     await expectRejected(res, 401, "Unauthorized");
