@@ -1,7 +1,7 @@
 import { GarretError } from "../errors.ts";
 import { formatSecretKey, generateSecretKey, parseSecretKey } from "../nix/signing.ts";
 import { cacheKey } from "./keys.ts";
-import { DEFAULT_STORE_DIR } from "../nix/store-path.ts";
+import { DEFAULT_STORE_DIR, isValidStoreDir } from "../nix/store-path.ts";
 import type { CachePatch, CacheRecord } from "../db/types.ts";
 import { authorize, authorizeCreate, effectivePermission, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
@@ -55,7 +55,13 @@ function field<T>(body: Json, key: string, check: (v: unknown) => v is T, what: 
 const isBool = (v: unknown): v is boolean => typeof v === "boolean";
 const isInt = (v: unknown): v is number => Number.isSafeInteger(v);
 const isString = (v: unknown): v is string => typeof v === "string";
-const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
+// store_dir is rendered into nix-cache-info and narinfo: a line break would add fields there.
+const isStoreDir = (v: unknown): v is string => typeof v === "string" && isValidStoreDir(v);
+const STORE_DIR = "an absolute path such as /nix/store (letters, digits and + - . _ =, no trailing slash)";
+// Key names as Nix writes them before the colon of a key or signature.
+const isKeyNameList = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.length <= 64 && v.every((x) => typeof x === "string" && /^[A-Za-z0-9._+-]{1,128}$/.test(x));
+const KEY_NAMES = "a list of key names such as cache.nixos.org-1";
 
 function parseRetention(v: unknown): number | null | undefined {
   if (v === undefined) return undefined;
@@ -102,14 +108,12 @@ export async function createCache(g: Garret, caller: Caller, name: string, body:
   if ((retention !== undefined || quota !== undefined) && !effectivePermission(caller, null, name).configureCacheRetention) {
     throw new GarretError("Forbidden", "Setting retention_period or quota_bytes needs the configure-cache-retention permission.");
   }
-  const storeDir = field(body, "store_dir", isString, "a string") ?? DEFAULT_STORE_DIR;
-  if (!/^\/[^\0]*[^/]$/.test(storeDir)) throw new GarretError("RequestError", "store_dir must be an absolute path");
   return g.meta.createCache({
     name,
     isPublic: field(body, "is_public", isBool, "a boolean") ?? false,
-    storeDir,
+    storeDir: field(body, "store_dir", isStoreDir, STORE_DIR) ?? DEFAULT_STORE_DIR,
     priority: parsePriority(body) ?? DEFAULT_PRIORITY,
-    upstreamCacheKeyNames: field(body, "upstream_cache_key_names", isStringList, "a list of strings") ?? DEFAULT_UPSTREAM_KEYS,
+    upstreamCacheKeyNames: field(body, "upstream_cache_key_names", isKeyNameList, KEY_NAMES) ?? DEFAULT_UPSTREAM_KEYS,
     signingKey: (await resolveKeypair(body.keypair ?? "Generate", name))!,
     retentionPeriod: retention ?? null,
     quotaBytes: quota ?? null,
@@ -124,9 +128,9 @@ export async function configureCache(g: Garret, caller: Caller, name: string, bo
   if ((retention !== undefined || quota !== undefined) && others.length > 0) cache = await authorize(g, caller, name, "configureCacheRetention");
   const patch: CachePatch = {
     isPublic: field(body, "is_public", isBool, "a boolean"),
-    storeDir: field(body, "store_dir", isString, "a string"),
+    storeDir: field(body, "store_dir", isStoreDir, STORE_DIR),
     priority: parsePriority(body),
-    upstreamCacheKeyNames: field(body, "upstream_cache_key_names", isStringList, "a list of strings"),
+    upstreamCacheKeyNames: field(body, "upstream_cache_key_names", isKeyNameList, KEY_NAMES),
     signingKey: await resolveKeypair(body.keypair, name),
     retentionPeriod: retention,
     quotaBytes: quota,

@@ -1,7 +1,7 @@
 import { GarretError } from "../errors.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
 import type { PinRecord } from "../db/types.ts";
-import { authorize, claimsOf, type Caller } from "./access.ts";
+import { authorize, claimsOf, effectivePermission, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 
 /** Pins and path deletion: the user-facing side of garbage collection (issue 5). */
@@ -11,11 +11,16 @@ export const PIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$/;
 export interface PinView {
   name: string;
   store_path: string;
-  created_by: string | null;
+  /** Who pinned it: only for callers who may configure the cache (a public cache's readers do not learn its uploaders). */
+  created_by?: string | null;
   created_at: number;
 }
 
-const view = (p: PinRecord): PinView => ({ name: p.name, store_path: p.storePath, created_by: p.createdBy, created_at: p.createdAt });
+function view(p: PinRecord, showCreator: boolean): PinView {
+  const v: PinView = { name: p.name, store_path: p.storePath, created_at: p.createdAt };
+  if (showCreator) v.created_by = p.createdBy;
+  return v;
+}
 
 function assertPinName(name: string): void {
   if (!PIN_NAME.test(name)) throw new GarretError("RequestError", "pin names are 1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit");
@@ -30,7 +35,8 @@ function storePathHashOf(v: unknown): string {
 
 export async function listPins(g: Garret, caller: Caller, cacheName: string): Promise<{ pins: PinView[] }> {
   const cache = await authorize(g, caller, cacheName, "pull");
-  return { pins: (await g.meta.listPins(cache.id)).map(view) };
+  const showCreator = effectivePermission(caller, cache, cache.name).configureCache;
+  return { pins: (await g.meta.listPins(cache.id)).map((p) => view(p, showCreator)) };
 }
 
 /** Pins a path the cache holds; it and its closure then outlive retention and quota. */
@@ -44,7 +50,7 @@ export async function pinPath(g: Garret, caller: Caller, cacheName: string, name
   // The path (or its cache) may go while we looked: the store pins it only if still held.
   const pin = await g.meta.addPin(cache.id, { name, storePathHash: hash, storePath: o.storePath, createdBy: claimsOf(caller)?.sub ?? null });
   if (!pin) throw notHeld();
-  return view(pin);
+  return view(pin, effectivePermission(caller, cache, cache.name).configureCache);
 }
 
 export async function unpinPath(g: Garret, caller: Caller, cacheName: string, name: string): Promise<void> {

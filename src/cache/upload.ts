@@ -1,6 +1,7 @@
 import { GarretError } from "../errors.ts";
 import { parseSha256 } from "../nix/hash.ts";
 import { signFingerprint } from "../nix/signing.ts";
+import { isContentAddress, isSignatureText, isSystem } from "../nix/narinfo.ts";
 import { cacheKey } from "./keys.ts";
 import { isValidStorePathHash, parseStorePath, parseStorePathBasename } from "../nix/store-path.ts";
 import { CacheChanged, type CacheRecord } from "../db/types.ts";
@@ -34,13 +35,16 @@ export interface UploadAnswer {
 
 const bad = (code: "InvalidNarInfo" | "InvalidStorePath", msg: string): GarretError => new GarretError(code, msg);
 
-function optionalString(v: unknown, key: string): string | null {
+/** An optional field that becomes a narinfo line, checked against the grammar of that line. */
+function optionalField(v: unknown, key: string, valid: (s: string) => boolean, what: string): string | null {
   if (v === undefined || v === null || v === "") return null;
   if (typeof v !== "string") throw bad("InvalidNarInfo", `${key} must be a string`);
-  // These values end up as narinfo lines: a control character could forge extra fields.
-  if (/[\x00-\x1f\x7f]/.test(v) || v.length > 1024) throw bad("InvalidNarInfo", `${key} must be one line of at most 1024 characters`);
+  if (v.length > 1024 || !valid(v)) throw bad("InvalidNarInfo", `${key} must be ${what}`);
   return v;
 }
+
+/** Deriver is parsed as a store path afterwards; this only keeps line breaks of any kind out. */
+const ONE_LINE = (s: string): boolean => !/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(s);
 
 function storePathOf(v: string, storeDir: string, what: string) {
   try {
@@ -65,9 +69,9 @@ export function parseUploadInfo(raw: unknown, storeDir: string): UploadInfo {
     if (typeof r !== "string") throw bad("InvalidStorePath", "references must be strings");
     return storePathOf(r, storeDir, "reference").basename;
   });
-  const deriver = optionalString(j.deriver, "deriver");
+  const deriver = optionalField(j.deriver, "deriver", ONE_LINE, "one line");
   const sigs = j.sigs ?? [];
-  if (!Array.isArray(sigs) || !sigs.every((s) => typeof s === "string" && /^[^:\s]+:[A-Za-z0-9+/=]+$/.test(s))) {
+  if (!Array.isArray(sigs) || !sigs.every((s) => typeof s === "string" && s.length <= 1024 && isSignatureText(s))) {
     throw bad("InvalidNarInfo", "sigs must be a list of name:base64 signatures");
   }
   if (!Number.isSafeInteger(j.nar_size) || (j.nar_size as number) <= 0) {
@@ -84,10 +88,10 @@ export function parseUploadInfo(raw: unknown, storeDir: string): UploadInfo {
     storePathHash: path.hash,
     storePath: path.path,
     references,
-    system: optionalString(j.system, "system"),
+    system: optionalField(j.system, "system", isSystem, "a Nix system such as x86_64-linux"),
     deriver: deriver === null ? null : storePathOf(deriver, storeDir, "deriver").basename,
     sigs: sigs as string[],
-    ca: optionalString(j.ca, "ca"),
+    ca: optionalField(j.ca, "ca", isContentAddress, "a content address (text:sha256:<hash> or fixed:[r:]<algo>:<hash>)"),
     narHash,
     narSize: j.nar_size as number,
   };

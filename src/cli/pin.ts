@@ -3,6 +3,7 @@ import { parseArgs } from "./args.ts";
 import type { ApiClient } from "../client/api.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { UsageError } from "./errors.ts";
+import type { PinView } from "../cache/pins.ts";
 
 /** One JSON call to a garret-specific endpoint, with the client's token and TLS trust. */
 export function apiJson<T>(api: ApiClient, method: string, path: string, body?: unknown): Promise<T> {
@@ -19,12 +20,6 @@ export function storePathArg(arg: string): string {
   }
 }
 
-interface PinView {
-  name: string;
-  store_path: string;
-  created_by: string | null;
-  created_at: number;
-}
 
 const USAGE = "usage: garret pin ALIAS:CACHE NAME PATH | garret pin list ALIAS:CACHE [--json] | garret pin remove ALIAS:CACHE NAME";
 

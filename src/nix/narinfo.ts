@@ -26,6 +26,14 @@ const INT = /^[0-9]+$/;
 const CA = /^(?:text:sha256|fixed:(?:r:)?(?:md5|sha1|sha256|sha512)):[0-9A-Za-z+/=]+$/;
 // "<key name>:<base64>"; the signature itself is only checked by whoever verifies it.
 const SIG = /^[^:\s]+:[A-Za-z0-9+/=]+$/;
+// A Nix system such as x86_64-linux or aarch64-darwin (what `builtins.currentSystem` gives).
+const SYSTEM = /^[A-Za-z0-9_.+-]{1,64}$/;
+
+/** Values a narinfo line may carry, for callers that take them from JSON. */
+export const isContentAddress = (s: string): boolean => CA.test(s);
+export const isSignatureText = (s: string): boolean => SIG.test(s);
+export const isSystem = (s: string): boolean => SYSTEM.test(s);
+
 const SINGLE_KEYS = new Set(["StorePath", "URL", "Compression", "FileHash", "FileSize", "NarHash", "NarSize", "References", "Deriver", "System", "CA"]);
 
 function parseSize(key: string, value: string): number {

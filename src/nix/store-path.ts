@@ -32,6 +32,15 @@ function isNameChar(c: number): boolean {
   );
 }
 
+/**
+ * A store dir a cache may declare: it is rendered into nix-cache-info and every narinfo, so one
+ * line of conservative path characters, absolute, without empty, `.` or `..` segments.
+ */
+export function isValidStoreDir(dir: string): boolean {
+  if (dir.length > 256 || !/^(\/[A-Za-z0-9+\-._=]+)+$/.test(dir)) return false;
+  return dir.split("/").slice(1).every((segment) => segment !== "." && segment !== "..");
+}
+
 // "/nix/store/" and "/nix/store" both mean the same store; keep "/" itself intact.
 function normaliseStoreDir(storeDir: string): string {
   if (!storeDir.startsWith("/")) throw new NixFormatError(`store dir ${JSON.stringify(storeDir)} is not absolute`);
