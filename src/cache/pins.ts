@@ -1,6 +1,7 @@
 import { GarretError } from "../errors.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
 import type { PinRecord } from "../db/types.ts";
+import { referrerClosure } from "../gc/retention.ts";
 import { authorize, claimsOf, effectivePermission, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 
@@ -69,22 +70,22 @@ export async function deletePath(
 ): Promise<{ deleted: string[] }> {
   const cache = await authorize(g, caller, cacheName, "delete");
   if (!isValidStorePathHash(storePathHash)) throw new GarretError("InvalidStorePath", "expected a 32-character store path hash");
-  const o = await g.meta.getObject(cache.id, storePathHash);
-  if (!o) throw new GarretError("NoSuchObject", "The requested object does not exist.");
-  const referrers = await g.meta.referrers(cache.id, storePathHash);
-  if (referrers.length > 0 && !recursive) {
-    throw new GarretError("ObjectInUse", `${o.storePath} is referenced by ${referrers.length} other path(s) of ${cache.name}; delete recursively to remove them too`);
-  }
-  const victims = [storePathHash, ...referrers];
-  const pins = (await g.meta.listPins(cache.id)).filter((p) => victims.includes(p.storePathHash));
-  if (pins.length > 0) {
-    throw new GarretError("ObjectInUse", `pinned as ${pins.map((p) => p.name).join(", ")}; remove the pin first`);
-  }
-  const paths: string[] = [];
-  for (const h of victims) {
-    const v = await g.meta.getObject(cache.id, h);
-    if (v) paths.push(v.storePath);
-  }
-  await g.meta.deleteObjects(cache.id, victims);
-  return { deleted: paths };
+  // Decided and written in one transaction, so a referrer uploaded or a pin added meanwhile is
+  // seen: the cache never keeps a path whose reference was deleted, nor loses a pinned one.
+  const deleted: string[] = [];
+  await g.meta.expireObjects(cache.id, (objects, pins) => {
+    const target = objects.find((o) => o.storePathHash === storePathHash);
+    if (!target) throw new GarretError("NoSuchObject", "The requested object does not exist.");
+    const referrers = referrerClosure(objects, storePathHash);
+    if (referrers.length > 0 && !recursive) {
+      throw new GarretError("ObjectInUse", `${target.storePath} is referenced by ${referrers.length} other path(s) of ${cache.name}; delete recursively to remove them too`);
+    }
+    const victims = [target, ...referrers];
+    const hashes = new Set(victims.map((v) => v.storePathHash));
+    const pinned = pins.filter((p) => hashes.has(p.storePathHash));
+    if (pinned.length > 0) throw new GarretError("ObjectInUse", `pinned as ${pinned.map((p) => p.name).join(", ")}; remove the pin first`);
+    deleted.push(...victims.map((v) => v.storePath));
+    return victims.map((v) => v.id);
+  });
+  return { deleted };
 }

@@ -533,11 +533,11 @@ export class SqliteMetaStore implements MetaStore {
 
   async expireObjects(cacheId: number, select: (objects: GcObject[], pins: PinRecord[]) => Iterable<number>): Promise<number> {
     return this.db.transaction(() => {
-      const rows = this.db.query(`SELECT o.id, o.store_path_hash, o.refs, o.last_accessed_at, o.nar_id, n.file_size
+      const rows = this.db.query(`SELECT o.id, o.store_path_hash, o.store_path, o.refs, o.last_accessed_at, o.nar_id, n.file_size
         FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.cache_id = ?`).all(cacheId) as
-        { id: number; store_path_hash: string; refs: string; last_accessed_at: number; nar_id: number; file_size: number }[];
+        { id: number; store_path_hash: string; store_path: string; refs: string; last_accessed_at: number; nar_id: number; file_size: number }[];
       const objects: GcObject[] = rows.map((r) => ({
-        id: r.id, storePathHash: r.store_path_hash, references: JSON.parse(r.refs), lastAccessedAt: r.last_accessed_at,
+        id: r.id, storePathHash: r.store_path_hash, storePath: r.store_path, references: JSON.parse(r.refs), lastAccessedAt: r.last_accessed_at,
         narId: r.nar_id, fileSize: r.file_size,
       }));
       const del = this.db.query("DELETE FROM objects WHERE id = ? AND cache_id = ?");
@@ -649,37 +649,6 @@ export class SqliteMetaStore implements MetaStore {
 
   async removePin(cacheId: number, name: string): Promise<boolean> {
     return this.db.query("DELETE FROM pins WHERE cache_id = ? AND name = ?").run(cacheId, name).changes > 0;
-  }
-
-  async referrers(cacheId: number, storePathHash: string): Promise<string[]> {
-    const rows = this.db.query("SELECT store_path_hash, refs FROM objects WHERE cache_id = ?").all(cacheId) as
-      { store_path_hash: string; refs: string }[];
-    const referrersOf = new Map<string, string[]>();
-    for (const r of rows) {
-      for (const ref of JSON.parse(r.refs) as string[]) {
-        const h = ref.slice(0, 32);
-        if (h === r.store_path_hash) continue;
-        referrersOf.set(h, [...(referrersOf.get(h) ?? []), r.store_path_hash]);
-      }
-    }
-    const seen = new Set<string>();
-    const stack = [storePathHash];
-    while (stack.length > 0) {
-      for (const r of referrersOf.get(stack.pop()!) ?? []) {
-        if (!seen.has(r) && r !== storePathHash) {
-          seen.add(r);
-          stack.push(r);
-        }
-      }
-    }
-    return [...seen];
-  }
-
-  async deleteObjects(cacheId: number, hashes: string[]): Promise<number> {
-    return this.db.transaction(() => {
-      const del = this.db.query("DELETE FROM objects WHERE cache_id = ? AND store_path_hash = ?");
-      return hashes.reduce((n, h) => n + del.run(cacheId, h).changes, 0);
-    }).immediate();
   }
 
   async visibleObjects(): Promise<VisibleObject[]> {

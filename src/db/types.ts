@@ -143,6 +143,7 @@ export interface ObjectView {
 export interface GcObject {
   id: number;
   storePathHash: string;
+  storePath: string;
   references: string[]; // basenames
   lastAccessedAt: number;
   narId: number;
@@ -246,6 +247,7 @@ export interface MetaStore {
   /**
    * In one transaction: reads the cache's objects and pins, asks `select` which object ids to
    * delete, deletes them. Atomic, so no upload can add a referrer between decision and delete.
+   * An error thrown by `select` rolls it back and is passed on.
    */
   expireObjects(cacheId: number, select: (objects: GcObject[], pins: PinRecord[]) => Iterable<number>): Promise<number>;
   /** Deletes NARs no object references (metadata only: their bytes are chunks). */
@@ -272,9 +274,6 @@ export interface MetaStore {
   addPin(cacheId: number, pin: Omit<PinRecord, "createdAt">): Promise<PinRecord | null>;
   listPins(cacheId: number): Promise<PinRecord[]>;
   removePin(cacheId: number, name: string): Promise<boolean>;
-  /** Store path hashes of the cache's objects that reference this one, transitively. */
-  referrers(cacheId: number, storePathHash: string): Promise<string[]>;
-  deleteObjects(cacheId: number, storePathHashes: string[]): Promise<number>;
 
   // fsck
   visibleObjects(): Promise<VisibleObject[]>;

@@ -57,13 +57,7 @@ export function selectEvictions(objects: GcObject[], pins: PinRecord[], policy: 
     if (n === 0) size += o.fileSize;
     narUsers.set(o.narId, n + 1);
   }
-  const referrers = new Map<string, GcObject[]>();
-  for (const o of objects) {
-    for (const ref of o.references) {
-      const h = hashOf(ref);
-      if (h !== o.storePathHash) referrers.set(h, [...(referrers.get(h) ?? []), o]);
-    }
-  }
+  const referrers = referrerIndex(objects);
   const drop = (o: GcObject): void => {
     evict.add(o.id);
     const n = narUsers.get(o.narId)! - 1;
@@ -87,4 +81,34 @@ export function selectEvictions(objects: GcObject[], pins: PinRecord[], policy: 
     }
   }
   return evict;
+}
+
+/** Each object's direct referrers within the cache, by store path hash (self-references left out). */
+export function referrerIndex(objects: GcObject[]): Map<string, GcObject[]> {
+  const referrers = new Map<string, GcObject[]>();
+  for (const o of objects) {
+    for (const ref of o.references) {
+      const h = hashOf(ref);
+      if (h === o.storePathHash) continue;
+      const list = referrers.get(h);
+      if (list) list.push(o);
+      else referrers.set(h, [o]);
+    }
+  }
+  return referrers;
+}
+
+/** Every object of the cache that references `storePathHash`, directly or through others. */
+export function referrerClosure(objects: GcObject[], storePathHash: string): GcObject[] {
+  const index = referrerIndex(objects);
+  const found = new Map<string, GcObject>();
+  const stack = [storePathHash];
+  while (stack.length > 0) {
+    for (const r of index.get(stack.pop()!) ?? []) {
+      if (r.storePathHash === storePathHash || found.has(r.storePathHash)) continue;
+      found.set(r.storePathHash, r);
+      stack.push(r.storePathHash);
+    }
+  }
+  return [...found.values()];
 }

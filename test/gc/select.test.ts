@@ -8,7 +8,7 @@ const h = (c: string): string => c.repeat(32);
 let nextId = 1;
 function obj(c: string, lastAccessedAt: number, refs: string[] = [], fileSize = 100, narId?: number): GcObject {
   const id = nextId++;
-  return { id, storePathHash: h(c), references: refs.map((r) => `${h(r)}-${r}`), lastAccessedAt, narId: narId ?? id, fileSize };
+  return { id, storePathHash: h(c), storePath: `/nix/store/${h(c)}-${c}`, references: refs.map((r) => `${h(r)}-${r}`), lastAccessedAt, narId: narId ?? id, fileSize };
 }
 const pin = (c: string): PinRecord => ({ name: c, storePathHash: h(c), storePath: `/nix/store/${h(c)}-${c}`, createdBy: null, createdAt: 0 });
 const names = (objects: GcObject[], ids: Set<number>): string[] =>

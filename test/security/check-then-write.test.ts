@@ -1,0 +1,78 @@
+/**
+ * Threat (issue 12): a decision made on what was read before an await, written after it. Here the
+ * world changes exactly in that gap (the store is wrapped so a concurrent writer acts the moment
+ * the service reads): the write must see the change, not the stale read.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { join } from "node:path";
+import { SqliteMetaStore } from "../../src/db/sqlite.ts";
+import type { MetaStore, ObjectMeta } from "../../src/db/types.ts";
+import type { Garret } from "../../src/cache/context.ts";
+import { deletePath, pinPath } from "../../src/cache/pins.ts";
+import type { TokenClaims } from "../../src/auth/token.ts";
+import { tempDir } from "../helpers/nix.ts";
+
+const ADMIN: TokenClaims = { sub: "admin", exp: 2 ** 40, caches: { "*": { r: 1, w: 1, d: 1, cr: 1 } } };
+const h = (c: string): string => c.repeat(32);
+const opened: SqliteMetaStore[] = [];
+afterEach(() => {
+  for (const m of opened.splice(0)) m.close();
+});
+
+async function storeWithCache(): Promise<{ meta: SqliteMetaStore; add(c: string, refs?: string[]): Promise<void> }> {
+  const meta = new SqliteMetaStore(join(tempDir("garret-ctw-"), "garret.db"));
+  opened.push(meta);
+  const cache = await meta.createCache({
+    name: "c", isPublic: false, storeDir: "/nix/store", priority: 41, upstreamCacheKeyNames: [], signingKey: "k:x", retentionPeriod: null,
+  });
+  const add = async (c: string, refs: string[] = []): Promise<void> => {
+    const object: ObjectMeta = {
+      storePathHash: h(c), storePath: `/nix/store/${h(c)}-${c}`, references: refs.map((r) => `${h(r)}-${r}`), system: null,
+      deriver: null, ca: null, sigs: [], serverSig: null, serverSigKey: null, createdBy: null,
+    };
+    await meta.commitUpload({ packs: [], newChunks: [], chunkHashes: [], narHash: c.repeat(64), narSize: 8, cache, object });
+  };
+  return { meta, add };
+}
+
+/** A Garret whose store runs `gap` (once) right after the service's first call of `method`. */
+function withGap(meta: MetaStore, method: keyof MetaStore, gap: () => Promise<void>): Garret {
+  let fired = false;
+  const wrapped = new Proxy(meta, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== "function") return value;
+      return async (...args: unknown[]) => {
+        const result = await value.apply(target, args);
+        if (key === method && !fired) {
+          fired = true;
+          await gap();
+        }
+        return result;
+      };
+    },
+  });
+  return { meta: wrapped, publicUrl: "http://x" } as unknown as Garret;
+}
+
+test("a path deleted while a pin is being made is not pinned", async () => {
+  const { meta, add } = await storeWithCache();
+  await add("a");
+  const cache = (await meta.getCache("c"))!;
+  const g = withGap(meta, "getObject", async () => {
+    await meta.expireObjects(cache.id, (objects) => objects.map((o) => o.id));
+  });
+  await expect(pinPath(g, ADMIN, "c", "release", { store_path: `/nix/store/${h("a")}-a` })).rejects.toThrow(/does not hold/);
+  expect(await meta.listPins(cache.id)).toEqual([]);
+});
+
+test("a referrer pushed while a delete is decided is seen: the cache keeps no path with a missing reference", async () => {
+  const { meta, add } = await storeWithCache();
+  await add("a");
+  const cache = (await meta.getCache("c"))!;
+  const g = withGap(meta, "listPins", () => add("b", ["a"]));
+  await deletePath(g, ADMIN, "c", h("a"), false).catch((err: Error) => expect(err.message).toContain("referenced by 1 other path"));
+  const missing = await meta.missingPaths(cache.id, [h("a"), h("b")]);
+  // Either nothing was deleted (the referrer was seen) or both went; never b without a.
+  expect(missing.includes(h("a")) && !missing.includes(h("b"))).toBe(false);
+});
