@@ -5,25 +5,12 @@ import { DEFAULT_STORE_DIR, isValidStoreDir } from "../nix/store-path.ts";
 import type { CachePatch, CacheRecord } from "../db/types.ts";
 import { authorize, authorizeCreate, effectivePermission, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
+import type { CacheConfigView, RetentionPeriod } from "../api/attic.ts";
 
 export const DEFAULT_UPSTREAM_KEYS = ["cache.nixos.org-1"];
 export const DEFAULT_PRIORITY = 41;
 
-export type RetentionPeriod = "Global" | { Period: number };
-
-/** The JSON answer of GET cache-config, as Attic's client reads it. */
-export interface CacheConfigView {
-  substituter_endpoint: string;
-  api_endpoint: string;
-  public_key: string;
-  is_public: boolean;
-  store_dir: string;
-  priority: number;
-  upstream_cache_key_names: string[];
-  retention_period: RetentionPeriod;
-  /** garret extension: stored bytes kept before least recently used closures go; null = none. */
-  quota_bytes: number | null;
-}
+export type { CacheConfigView, RetentionPeriod };
 
 export function publicKeyOf(cache: CacheRecord): string {
   return cacheKey(cache).publicKey;

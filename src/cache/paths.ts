@@ -69,6 +69,9 @@ export type NarRequest =
   | { kind: "unsatisfiable"; size: number }
   | { kind: "redirect"; url: string };
 
+/** What a NAR request gets: a NarRequest, or only the size for a HEAD. */
+export type NarAnswer = NarRequest | { kind: "head"; size: number };
+
 /**
  * The fast paths for a NAR sent as stored whose chunks lie back to back in one pack (the usual
  * layout of a freshly pushed path): a redirect to the object store when it is the whole pack and
@@ -105,7 +108,7 @@ async function fastPath(g: Garret, chunks: ChunkLocation[], range: BodyRange | n
  */
 export async function openCacheNar(
   g: Garret, caller: Caller, cacheName: string, file: string, rangeHeader: string | null, headOnly = false,
-): Promise<NarRequest | { kind: "head"; size: number }> {
+): Promise<NarAnswer> {
   const cache = await authorize(g, caller, cacheName, "pull");
   const m = NAR_FILE.exec(file);
   if (!m) throw noSuchObject();

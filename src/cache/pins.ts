@@ -4,18 +4,13 @@ import type { PinRecord } from "../db/types.ts";
 import { referrerClosure } from "../gc/retention.ts";
 import { authorize, claimsOf, effectivePermission, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
+import type { PinView } from "../api/garret.ts";
+
+export type { PinView };
 
 /** Pins and path deletion: the user-facing side of garbage collection (issue 5). */
 
 export const PIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$/;
-
-export interface PinView {
-  name: string;
-  store_path: string;
-  /** Who pinned it: only for callers who may configure the cache (a public cache's readers do not learn its uploaders). */
-  created_by?: string | null;
-  created_at: number;
-}
 
 function view(p: PinRecord, showCreator: boolean): PinView {
   const v: PinView = { name: p.name, store_path: p.storePath, created_at: p.createdAt };

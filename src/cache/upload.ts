@@ -12,6 +12,9 @@ import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { objectFingerprint } from "./paths.ts";
 import { withUploadLease } from "../gc/lease.ts";
+import type { UploadAnswer } from "../api/attic.ts";
+
+export type { UploadAnswer };
 
 /** Upload metadata, as Attic's client sends it (X-Attic-Nar-Info or the JSON preamble). */
 export interface UploadInfo {
@@ -27,11 +30,6 @@ export interface UploadInfo {
   narSize: number;
 }
 
-export interface UploadAnswer {
-  kind: "Uploaded" | "Deduplicated";
-  file_size: number;
-  frac_deduplicated: number;
-}
 
 const bad = (code: "InvalidNarInfo" | "InvalidStorePath", msg: string): GarretError => new GarretError(code, msg);
 

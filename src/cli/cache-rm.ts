@@ -1,3 +1,4 @@
+import { GARRET_PATHS } from "../api/garret.ts";
 import { parseArgs } from "./args.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { UsageError } from "./errors.ts";
@@ -13,7 +14,7 @@ export async function cacheRmCommand(argv: string[]): Promise<void> {
   const path = storePathArg(positionals[1]!);
   const hash = path.split("/").pop()!.slice(0, 32);
   const answer = await apiJson<{ deleted: string[] }>(api, "DELETE",
-    `/_api/v1/paths/${encodeURIComponent(cache)}/${encodeURIComponent(hash)}${values.recursive ? "?recursive=true" : ""}`);
+    `${GARRET_PATHS.path(cache, hash)}${values.recursive ? "?recursive=true" : ""}`);
   if (values.json) process.stdout.write(`${JSON.stringify(answer)}\n`);
   else for (const p of answer.deleted) process.stdout.write(`✓ Removed ${p} from ${cache}\n`);
 }

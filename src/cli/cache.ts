@@ -1,19 +1,10 @@
+import type { CacheConfigView } from "../api/attic.ts";
 import { parseArgs } from "./args.ts";
 import { ApiClient, ApiError } from "../client/api.ts";
 import { loadClientConfig, rememberCache } from "../client/config.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { confirm, interactive } from "./prompt.ts";
 import { CliError, UsageError } from "./errors.ts";
-
-interface CacheConfigView {
-  substituter_endpoint: string;
-  public_key: string;
-  is_public: boolean;
-  store_dir: string;
-  priority: number;
-  upstream_cache_key_names: string[];
-  retention_period: unknown;
-}
 
 const OPTIONS = {
   public: { type: "boolean" },

@@ -1,3 +1,5 @@
+import type { GetMissingPathsAnswer, UploadAnswer, UploadNarInfo } from "../api/attic.ts";
+import { ATTIC_PATHS } from "../api/attic.ts";
 import type { ServerEntry } from "./config.ts";
 import { tlsOptions } from "./tls.ts";
 import { defaultRetryPolicy, withRetry, type RetryPolicy } from "./retry.ts";
@@ -9,24 +11,7 @@ export class ApiError extends Error {
   }
 }
 
-export interface UploadNarInfo {
-  cache: string;
-  store_path_hash: string;
-  store_path: string;
-  references: string[];
-  system: string | null;
-  deriver: string | null;
-  sigs: string[];
-  ca: string | null;
-  nar_hash: string;
-  nar_size: number;
-}
-
-export interface UploadAnswer {
-  kind: "Uploaded" | "Deduplicated";
-  file_size: number;
-  frac_deduplicated: number;
-}
+export type { UploadAnswer, UploadNarInfo };
 
 export interface ApiClientOptions {
   /** A PEM file of extra CAs to trust (flag --ca-file); the server entry may name one too. */
@@ -97,23 +82,23 @@ export class ApiClient {
   }
 
   getCache<T>(cache: string): Promise<T> {
-    return this.call("GET", `/_api/v1/cache-config/${encodeURIComponent(cache)}`);
+    return this.call("GET", ATTIC_PATHS.cacheConfig(cache));
   }
 
   createCache<T>(cache: string, body: Record<string, unknown>): Promise<T> {
-    return this.call("POST", `/_api/v1/cache-config/${encodeURIComponent(cache)}`, body);
+    return this.call("POST", ATTIC_PATHS.cacheConfig(cache), body);
   }
 
   configureCache<T>(cache: string, body: Record<string, unknown>): Promise<T> {
-    return this.call("PATCH", `/_api/v1/cache-config/${encodeURIComponent(cache)}`, body);
+    return this.call("PATCH", ATTIC_PATHS.cacheConfig(cache), body);
   }
 
   destroyCache(cache: string): Promise<unknown> {
-    return this.call("DELETE", `/_api/v1/cache-config/${encodeURIComponent(cache)}`);
+    return this.call("DELETE", ATTIC_PATHS.cacheConfig(cache));
   }
 
   async missingPaths(cache: string, hashes: string[]): Promise<string[]> {
-    const answer = await this.call<{ missing_paths: string[] }>("POST", "/_api/v1/get-missing-paths", {
+    const answer = await this.call<GetMissingPathsAnswer>("POST", ATTIC_PATHS.getMissingPaths, {
       cache, store_path_hashes: hashes,
     }, true);
     return answer.missing_paths;
@@ -140,7 +125,7 @@ export class ApiClient {
     }
     let res: Response;
     try {
-      res = await this.fetch(`${this.base}/_api/v1/upload-path`, {
+      res = await this.fetch(`${this.base}${ATTIC_PATHS.uploadPath}`, {
         method: "PUT", headers: this.headers(headers), body, signal: opts.signal,
         duplex: "half", // Node needs this for a streamed request body; Bun accepts it
       } as RequestInit);

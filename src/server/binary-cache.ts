@@ -1,0 +1,65 @@
+import { Elysia } from "elysia";
+import { GarretError } from "../errors.ts";
+import type { Garret } from "../cache/context.ts";
+import { authorize } from "../cache/access.ts";
+import { cacheConfigView } from "../cache/caches.ts";
+import { narInfo, nixCacheInfo, openCacheNar, type NarAnswer } from "../cache/paths.ts";
+import { callerOf } from "./auth.ts";
+import { HEAD_MARKER } from "./head.ts";
+import { text } from "./responses.ts";
+
+const NAR_HEADERS = { "content-type": "application/x-nix-nar", "accept-ranges": "bytes" };
+
+/** Shapes a NAR answer of the domain (a whole NAR, a range, a redirect, a HEAD) as HTTP. */
+function narResponse(answer: NarAnswer): Response {
+  const base = NAR_HEADERS;
+  switch (answer.kind) {
+    case "head":
+      return new Response(null, { headers: { ...base, "content-length": String(answer.size) } });
+    case "file":
+      if (!answer.range) return new Response(answer.body, { headers: base });
+      return new Response(answer.body, {
+        status: 206,
+        headers: { ...base, "content-range": `bytes ${answer.range.start}-${answer.range.end}/${answer.size}` },
+      });
+    case "redirect":
+      return new Response(null, { status: 302, headers: { location: answer.url, "cache-control": "no-store" } });
+    case "unsatisfiable":
+      return new Response(null, { status: 416, headers: { ...base, "content-range": `bytes */${answer.size}` } });
+  }
+  const { nar } = answer;
+  if (!nar.range) return new Response(nar.stream, { headers: { ...base, "content-length": String(nar.size) } });
+  return new Response(nar.stream, {
+    status: 206,
+    headers: {
+      ...base,
+      "content-length": String(nar.range.end - nar.range.start + 1),
+      "content-range": `bytes ${nar.range.start}-${nar.range.end}/${nar.size}`,
+    },
+  });
+}
+
+/** The Nix binary cache protocol: what stock Nix reads under /<cache>/. */
+export function binaryCacheRoutes(g: Garret) {
+  return new Elysia({ name: "binary-cache" })
+    .get("/:cache/nix-cache-info", async ({ request, params }) => {
+      const cache = await authorize(g, await callerOf(g, request), params.cache, "pull");
+      return text(nixCacheInfo(cache), "text/x-nix-cache-info");
+    })
+    .get("/:cache/attic-cache-info", async ({ request, params }) => {
+      const cache = await authorize(g, await callerOf(g, request), params.cache, "any");
+      return Response.json(cacheConfigView(g, cache));
+    })
+    .get("/:cache/:file", async ({ request, params }) => {
+      const m = /^([0-9a-z]+)\.narinfo$/.exec(params.file);
+      if (!m) throw new GarretError("NoSuchObject", "The requested object does not exist.");
+      const body = await narInfo(g, await callerOf(g, request), params.cache, m[1]!);
+      return text(body, "text/x-nix-narinfo");
+    })
+    .get("/:cache/nar/:file", async ({ request, params }) => {
+      const head = request.headers.has(HEAD_MARKER);
+      const answer = await openCacheNar(g, await callerOf(g, request), params.cache, params.file,
+        request.headers.get("range"), head);
+      return narResponse(answer);
+    });
+}
