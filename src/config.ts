@@ -16,6 +16,8 @@ export interface ServerConfig {
   publicUrl: string | null;
   storage: StorageConfig;
   ingest: IngestOptions;
+  /** Metadata database: `url` is sqlite://… or postgres://…; `poolSize` is PostgreSQL's connections. */
+  database: { url: string; poolSize: number };
   /** The file the settings came from, if any. */
   configFile: string | null;
 }
@@ -31,6 +33,7 @@ export interface ServerFlags {
   publicUrl?: string;
   compression?: string;
   compressionLevel?: string;
+  databaseUrl?: string;
 }
 
 /** A setting with a bad value: names the key and the problem in one line. */
@@ -140,6 +143,14 @@ function storageSettings(s: Settings, dataDir: string): StorageConfig {
   };
 }
 
+/** `[database] url` (default: garret.db in the data dir) and `pool-size`; the URL is checked when opened. */
+function databaseSettings(s: Settings, flags: ServerFlags, dataDir: string): { url: string; poolSize: number } {
+  const url = s.string("database.url", "GARRET_DATABASE_URL", flags.databaseUrl) ?? `sqlite://${databasePath(dataDir)}`;
+  const poolSize = s.number("database.pool-size", "GARRET_DATABASE_POOL_SIZE") ?? 10;
+  if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 1000) throw new ConfigError("database.pool-size: must be an integer 1..1000");
+  return { url, poolSize };
+}
+
 /** Which config file applies: --config, GARRET_CONFIG, ./garret.toml when present, else none. */
 export function configFilePath(flag: string | undefined, env = process.env): string | null {
   const explicit = flag ?? (env.GARRET_CONFIG || undefined);
@@ -159,6 +170,7 @@ export function serverConfig(flags: ServerFlags, env = process.env): ServerConfi
     publicUrl: s.string("public-url", "GARRET_PUBLIC_URL", flags.publicUrl) ?? null,
     storage: storageSettings(s, dataDir),
     ingest: { ...DEFAULT_INGEST, chunking: DEFAULT_CHUNKING, ...compressionSettings(s, flags) },
+    database: databaseSettings(s, flags, dataDir),
     configFile,
   };
 }

@@ -3,7 +3,9 @@ import { parseArgs } from "./args.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import { ConfigError, databasePath, serverConfig } from "../config.ts";
-import { SqliteMetaStore } from "../db/sqlite.ts";
+import { openMetaStoreForCli } from "./database.ts";
+import { parseDatabaseUrl } from "../db/open.ts";
+import type { MetaStore } from "../db/types.ts";
 import { openStorageForCli } from "./storage.ts";
 import type { Storage } from "../store/storage.ts";
 import { collectGarbage, GcBusyError, type GcReport } from "../gc/collect.ts";
@@ -11,7 +13,7 @@ import { gcOptions, type GcOptions } from "../gc/config.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 export interface Maintenance {
-  meta: SqliteMetaStore;
+  meta: MetaStore;
   storage: Storage;
   tmpDir?: string;
   gc: GcOptions;
@@ -37,7 +39,10 @@ export async function openMaintenance(values: Record<string, unknown>): Promise<
   let config;
   let gc: GcOptions;
   try {
-    config = serverConfig({ config: values.config as string | undefined, data: values.data as string | undefined });
+    config = serverConfig({
+      config: values.config as string | undefined, data: values.data as string | undefined,
+      databaseUrl: values["database-url"] as string | undefined,
+    });
     gc = gcOptions({
       retention: values.retention as string | undefined, grace: values.grace as string | undefined,
       compactThreshold: values["compact-threshold"] as string | undefined,
@@ -46,17 +51,19 @@ export async function openMaintenance(values: Record<string, unknown>): Promise<
     if (err instanceof ConfigError || err instanceof Error) throw new UsageError(err.message);
     throw err;
   }
-  if (!existsSync(databasePath(config.dataDir))) {
+  const db = config.database.url;
+  const parsed = db.startsWith("sqlite://") ? parseDatabaseUrl(db) : null;
+  if (parsed?.engine === "sqlite" && !existsSync(parsed.path)) {
     throw new CliError(`no garret database in ${config.dataDir}; pass the server's --data DIR or --config FILE`);
   }
   const storage = await openStorageForCli(config.storage);
-  const meta = new SqliteMetaStore(databasePath(config.dataDir));
+  const meta = await openMetaStoreForCli(config.database);
   const tmpDir = config.storage.type === "local" ? join(config.storage.path, ".tmp") : undefined;
   return { meta, storage, tmpDir, gc, packSizeLimit: config.ingest.packSizeLimit };
 }
 
 export const MAINTENANCE_OPTIONS = {
-  data: { type: "string" }, config: { type: "string" }, json: { type: "boolean" },
+  data: { type: "string" }, config: { type: "string" }, json: { type: "boolean" }, "database-url": { type: "string" },
 } as const;
 
 const MiB = 1024 * 1024;

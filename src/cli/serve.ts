@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { parseArgs } from "./args.ts";
 import { ConfigError, databasePath, parseListen, serverConfig, type ListenAddress, type ServerConfig } from "../config.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
+import { openMetaStoreForCli } from "./database.ts";
 import { openStorageForCli } from "./storage.ts";
 import { TokenAuthority } from "../auth/token.ts";
 import { tokenSecret } from "../auth/secret.ts";
@@ -19,14 +20,14 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
     args: argv,
     options: {
       config: { type: "string" }, listen: { type: "string" }, data: { type: "string" },
-      "public-url": { type: "string" }, compression: { type: "string" }, "compression-level": { type: "string" },
+      "public-url": { type: "string" }, "database-url": { type: "string" }, compression: { type: "string" }, "compression-level": { type: "string" },
       ...SERVE_GC_OPTIONS,
     },
   });
   try {
     const config = serverConfig({
       config: values.config, listen: values.listen, data: values.data, publicUrl: values["public-url"],
-      compression: values.compression, compressionLevel: values["compression-level"],
+      compression: values.compression, compressionLevel: values["compression-level"], databaseUrl: values["database-url"],
     });
     return { config, listen: parseListen(config.listen) };
   } catch (err) {
@@ -42,8 +43,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorageForCli(config.storage);
   const { log, flush } = lineWriter((text) => process.stderr.write(text));
-  const meta = new SqliteMetaStore(databasePath(config.dataDir));
-  meta.checkpointInBackground(log);
+  const meta = await openMetaStoreForCli(config.database);
+  if (meta instanceof SqliteMetaStore) meta.checkpointInBackground(log);
   const secret = await tokenSecret(config.dataDir);
   const tokens = new TokenAuthority(secret.secret);
   const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };

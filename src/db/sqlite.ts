@@ -522,10 +522,11 @@ export class SqliteMetaStore implements MetaStore {
     this.db.query("DELETE FROM gc_lock WHERE id = 1 AND holder = ?").run(holder);
   }
 
-  async simulate<T>(fn: () => Promise<T>): Promise<T> {
+  /** SQLite has one connection: the handle is this store, inside a transaction held open meanwhile. */
+  async simulate<T>(fn: (meta: MetaStore) => Promise<T>): Promise<T> {
     this.db.exec("BEGIN IMMEDIATE");
     try {
-      return await fn();
+      return await fn(this);
     } finally {
       this.db.exec("ROLLBACK");
     }

@@ -242,8 +242,12 @@ export interface MetaStore {
   /** Takes (or renews) the collector lock; false when another live holder has it. */
   lockGc(holder: string, now: number, ttlSeconds: number): Promise<boolean>;
   unlockGc(holder: string): Promise<void>;
-  /** Runs fn and then rolls back every metadata change it made (for --dry-run). Single-user only. */
-  simulate<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Runs fn on a transaction handle and then rolls back every metadata change made through it
+   * (for --dry-run). fn must use the handle, not this store: on a pool, this store's other
+   * connections would commit for real.
+   */
+  simulate<T>(fn: (meta: MetaStore) => Promise<T>): Promise<T>;
   /**
    * In one transaction: reads the cache's objects and pins, asks `select` which object ids to
    * delete, deletes them. Atomic, so no upload can add a referrer between decision and delete.

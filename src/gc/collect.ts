@@ -80,8 +80,11 @@ export async function collectGarbage(deps: GcDeps, opts: GcRunOptions): Promise<
   }
   try {
     const dryRun = opts.dryRun ?? false;
-    const body = () => runSteps(deps, opts, dryRun, () => deps.meta.lockGc(holder, nowSeconds(), LOCK_TTL));
-    return dryRun ? await deps.meta.simulate(body) : await body();
+    const renew = () => deps.meta.lockGc(holder, nowSeconds(), LOCK_TTL);
+    // A dry run works on the rollback-only transaction handle, never on the store itself.
+    return dryRun
+      ? await deps.meta.simulate((meta) => runSteps({ ...deps, meta }, opts, dryRun, renew))
+      : await runSteps(deps, opts, dryRun, renew);
   } finally {
     await deps.meta.unlockGc(holder);
   }

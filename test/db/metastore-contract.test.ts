@@ -1,0 +1,201 @@
+/**
+ * The metadata contract: SQLite and PostgreSQL (a real server, see test/helpers/pg.ts) pass the
+ * identical suite. Two stores opened on one database stand for two replicas.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { openMetaStore, parseDatabaseUrl, DatabaseUnavailable } from "../../src/db/open.ts";
+import { MIGRATIONS, PG_MIGRATIONS } from "../../src/db/migrations.ts";
+import { PostgresMetaStore } from "../../src/db/postgres.ts";
+import { CacheChanged, type CacheRecord, type MetaStore, type UploadCommit } from "../../src/db/types.ts";
+import { tempDir } from "../helpers/nix.ts";
+import { freshPgDatabase } from "../helpers/pg.ts";
+
+const opened: MetaStore[] = [];
+
+async function close(m: MetaStore): Promise<void> {
+  if (m instanceof PostgresMetaStore) await m.end();
+  else m.close();
+}
+
+afterAll(async () => {
+  for (const m of opened.splice(0)) await close(m);
+});
+
+/** A fresh database of the engine: its URL. */
+const engines: Record<string, () => Promise<string>> = {
+  sqlite: async () => `sqlite://${join(tempDir("garret-meta-"), "garret.db")}`,
+  postgres: () => freshPgDatabase(),
+};
+
+async function open(url: string): Promise<MetaStore> {
+  const m = await openMetaStore(url, { poolSize: 4 });
+  opened.push(m);
+  return m;
+}
+
+const hex = (n: number, salt = "") => new Bun.CryptoHasher("sha256").update(`${salt}${n}`).digest("hex");
+
+const newCache = (name: string) => ({
+  name, isPublic: false, storeDir: "/nix/store", priority: 41, upstreamCacheKeyNames: ["cache.nixos.org-1"],
+  signingKey: "k:secret", retentionPeriod: null,
+});
+
+/** A commit of a NAR of `chunks` chunks, all new, stored in a fresh pack. */
+async function upload(m: MetaStore, cache: CacheRecord, pathHash: string, narSalt: string, chunks: number): Promise<UploadCommit> {
+  const packId = await m.createPendingPack(`packs/${crypto.randomUUID()}`);
+  const hashes = Array.from({ length: chunks }, (_, i) => hex(i, narSalt));
+  return {
+    packs: [{ id: packId, size: chunks * 100 }],
+    newChunks: hashes.map((hash, i) => ({ hash, size: 1000, compression: "zstd", packId, offset: i * 100, storedSize: 100, heals: false })),
+    chunkHashes: hashes, narHash: hex(0, `nar${narSalt}`), narSize: chunks * 1000,
+    cache: { id: cache.id, name: cache.name, createdAt: cache.createdAt },
+    object: {
+      storePathHash: pathHash, storePath: `/nix/store/${pathHash}-x`, references: [], system: null, deriver: null,
+      ca: null, sigs: [], serverSig: null, serverSigKey: null, createdBy: "test",
+    },
+  };
+}
+
+const pathHash = (i: number) => `${String(i).padStart(8, "0")}${"a".repeat(24)}`;
+
+test("both dialects have the same number of migrations", () => {
+  expect(PG_MIGRATIONS.length).toBe(MIGRATIONS.length);
+});
+
+test("a bad database URL or an unreachable server is a DatabaseUnavailable", async () => {
+  expect(() => parseDatabaseUrl("mysql://x")).toThrow(DatabaseUnavailable);
+  expect(() => parseDatabaseUrl("sqlite://")).toThrow(DatabaseUnavailable);
+  expect(openMetaStore("postgres://nobody@127.0.0.1:1/none")).rejects.toBeInstanceOf(DatabaseUnavailable);
+});
+
+for (const [engine, fresh] of Object.entries(engines)) {
+  describe(`metadata contract: ${engine}`, () => {
+    test("caches: create, conditional update and delete, ids never reused", async () => {
+      const m = await open(await fresh());
+      const a = await m.createCache(newCache("a"));
+      expect(a.name).toBe("a");
+      expect(await m.updateCache(a, { isPublic: true })).toMatchObject({ isPublic: true });
+      expect(await m.updateCache({ ...a, createdAt: a.createdAt - 1 }, { priority: 1 })).toBeNull();
+      expect(await m.deleteCache({ ...a, createdAt: a.createdAt - 1 })).toBe(false);
+      expect(await m.deleteCache(a)).toBe(true);
+      const b = await m.createCache(newCache("a"));
+      expect(b.id).toBeGreaterThan(a.id);
+      expect((await m.listCaches()).map((c) => c.name)).toEqual(["a"]);
+    });
+
+    test("an upload commits once, is served, and missing paths are answered in bulk", async () => {
+      const m = await open(await fresh());
+      const cache = await m.createCache(newCache("c"));
+      const commit = await upload(m, cache, pathHash(1), "n1", 50);
+      const r = await m.commitUpload(commit);
+      expect(r.narExisted).toBe(false);
+      expect(await m.findNar(commit.narHash)).toMatchObject({ id: r.narId, numChunks: 50, state: "valid" });
+      const chunks = await m.narChunks(r.narId);
+      expect(chunks.map((c) => c.hash)).toEqual(commit.chunkHashes);
+      expect(chunks[3]).toMatchObject({ offset: 300, storedSize: 100, size: 1000, compression: "zstd" });
+      const served = await m.narToServe(cache.id, commit.narHash);
+      expect(served).toMatchObject({ narId: r.narId, narSize: 50_000, fileSize: 5000, compression: "zstd", storePathHash: pathHash(1) });
+      expect(await m.getObject(cache.id, pathHash(1))).toMatchObject({ narHash: commit.narHash, fileSize: 5000, references: [] });
+      expect(await m.findChunk(commit.chunkHashes[0]!)).toMatchObject({ size: 1000, storedSize: 100, offset: 0 });
+      const asked = Array.from({ length: 10_000 }, (_, i) => pathHash(i));
+      const missing = await m.missingPaths(cache.id, asked);
+      expect(missing.length).toBe(9_999);
+      expect(missing).not.toContain(pathHash(1));
+      // The same NAR again under another path: reused, not stored twice.
+      const again = await m.commitUpload({ ...(await upload(m, cache, pathHash(2), "n1", 50)), newChunks: [] });
+      expect(again).toEqual({ narId: r.narId, narExisted: true });
+    });
+
+    test("a commit into a cache destroyed meanwhile fails with CacheChanged", async () => {
+      const m = await open(await fresh());
+      const cache = await m.createCache(newCache("gone"));
+      const commit = await upload(m, cache, pathHash(1), "g", 3);
+      await m.deleteCache(cache);
+      await m.createCache(newCache("gone"));
+      expect(m.commitUpload(commit)).rejects.toBeInstanceOf(CacheChanged);
+    });
+
+    test("two replicas committing the same NAR at once store it once", async () => {
+      const url = await fresh();
+      const a = await open(url);
+      const b = await open(url);
+      const cache = await a.createCache(newCache("twin"));
+      for (let round = 0; round < 5; round++) {
+        const [ca, cb] = [await upload(a, cache, pathHash(round * 2), `r${round}`, 40), await upload(b, cache, pathHash(round * 2 + 1), `r${round}`, 40)];
+        const [ra, rb] = await Promise.all([a.commitUpload(ca), b.commitUpload(cb)]);
+        expect(ra.narId).toBe(rb.narId);
+        expect([ra.narExisted, rb.narExisted].sort()).toEqual([false, true]);
+        expect((await a.narChunks(ra.narId)).length).toBe(40);
+      }
+      expect((await a.missingPaths(cache.id, Array.from({ length: 10 }, (_, i) => pathHash(i)))).length).toBe(0);
+    });
+
+    test("one collector at a time across replicas", async () => {
+      const url = await fresh();
+      const a = await open(url);
+      const b = await open(url);
+      const t = Math.floor(Date.now() / 1000);
+      expect(await a.lockGc("A", t, 600)).toBe(true);
+      expect(await b.lockGc("B", t, 600)).toBe(false);
+      expect(await a.lockGc("A", t, 600)).toBe(true);
+      await a.unlockGc("A");
+      expect(await b.lockGc("B", t, 600)).toBe(true);
+      await b.unlockGc("B");
+    });
+
+    test("simulate rolls back what was written through its handle", async () => {
+      const m = await open(await fresh());
+      const cache = await m.createCache(newCache("sim"));
+      await m.commitUpload(await upload(m, cache, pathHash(1), "s", 5));
+      const n = await m.simulate(async (tx) => {
+        const gone = await tx.expireObjects(cache.id, (objects) => objects.map((o) => o.id));
+        await tx.deleteUnreferencedNars();
+        await tx.markUnreferencedChunks();
+        expect(await tx.getObject(cache.id, pathHash(1))).toBeNull();
+        return gone;
+      });
+      expect(n).toBe(1);
+      expect(await m.getObject(cache.id, pathHash(1))).not.toBeNull();
+      expect(await m.findChunk(hex(0, "s"))).not.toBeNull();
+    });
+
+    test("expiry, pins, and chunk collection behind live leases", async () => {
+      const m = await open(await fresh());
+      const cache = await m.createCache(newCache("gc"));
+      const commit = await upload(m, cache, pathHash(1), "e", 4);
+      await m.commitUpload(commit);
+      expect(await m.addPin(cache.id, { name: "p", storePathHash: pathHash(9), storePath: "/nix/store/x", createdBy: null })).toBeNull();
+      expect(await m.addPin(cache.id, { name: "p", storePathHash: pathHash(1), storePath: commit.object.storePath, createdBy: null }))
+        .toMatchObject({ name: "p" });
+      expect((await m.listPins(cache.id)).length).toBe(1);
+      let seenPins = 0;
+      expect(await m.expireObjects(cache.id, (objects, pins) => {
+        seenPins = pins.length;
+        return objects.map((o) => o.id);
+      })).toBe(1);
+      expect(seenPins).toBe(1);
+      expect(await m.deleteUnreferencedNars()).toBe(1);
+      const t = Math.floor(Date.now() / 1000);
+      const lease = await m.acquireUploadLease(t, 600);
+      expect(await m.markUnreferencedChunks()).toBe(4);
+      // A live lease issued before the marking: the chunks stay.
+      expect((await m.sweepChunks(t)).count).toBe(0);
+      await m.releaseUploadLease(lease);
+      expect(await m.sweepChunks(t)).toEqual({ count: 4, bytes: 400 });
+      expect(await m.markEmptyPacks(t)).toBe(1);
+      expect((await m.packsToDelete(t)).length).toBe(1);
+    });
+
+    test("damaged chunks hide their NARs", async () => {
+      const m = await open(await fresh());
+      const cache = await m.createCache(newCache("d"));
+      const r = await m.commitUpload(await upload(m, cache, pathHash(1), "d", 3));
+      const chunk = (await m.narChunks(r.narId))[1]!;
+      expect(await m.markChunksDamaged([chunk.chunkId])).toBe(1);
+      expect(await m.getObject(cache.id, pathHash(1))).toBeNull();
+      expect(await m.missingPaths(cache.id, [pathHash(1)])).toEqual([pathHash(1)]);
+      expect(await m.visibleObjects()).toEqual([]);
+    });
+  });
+}
