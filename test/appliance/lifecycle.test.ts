@@ -1,6 +1,6 @@
 /** Issue 7: the first run hands out a root token once; SIGTERM during an upload is clean. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { Database } from "bun:sqlite";
+import { openDb } from "../helpers/db.ts";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { buildExpr, requireNix, SH, tempDir, uniqueTag } from "../helpers/nix.ts";
@@ -91,7 +91,7 @@ describe("SIGTERM", () => {
       expect(server.proc.exitCode).toBe(0);
       const status = await upload;
 
-      const db = new Database(join(server.dataDir, "garret.db"), { readonly: true });
+      const db = openDb(server.dataDir);
       expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
       db.close();
       const restarted = await startServer({ dataDir: server.dataDir });

@@ -5,14 +5,13 @@
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { Database } from "bun:sqlite";
-import { SqliteMetaStore } from "../../src/db/sqlite.ts";
+import { openTestMetaStore, type TestDb } from "../helpers/db.ts";
 import { withUploadLease } from "../../src/gc/lease.ts";
 import { nowSeconds } from "../../src/gc/config.ts";
 import { tempDir } from "../helpers/nix.ts";
 
-function leases(path: string): { id: number; started_at: number; expires_at: number }[] {
-  const db = new Database(path, { readonly: true });
+function leases(open: () => TestDb): { id: number; started_at: number; expires_at: number }[] {
+  const db = open();
   try {
     return db.query("SELECT id, started_at, expires_at FROM upload_leases ORDER BY id").all() as never;
   } finally {
@@ -21,8 +20,9 @@ function leases(path: string): { id: number; started_at: number; expires_at: num
 }
 
 test("concurrent uploads share one live lease issued before each of them started; it goes with the last", async () => {
-  const path = join(tempDir("garret-lease-"), "garret.db");
-  const meta = new SqliteMetaStore(path);
+  const store = await openTestMetaStore();
+  const { meta } = store;
+  const path = store.db;
   const seen: { startedAt: number; live: ReturnType<typeof leases> }[] = [];
   const release: (() => void)[] = [];
   const uploads = Array.from({ length: 6 }, () => {
@@ -48,8 +48,9 @@ test("concurrent uploads share one live lease issued before each of them started
 });
 
 test("an upload starting a while after the current lease was issued takes a new one", async () => {
-  const path = join(tempDir("garret-lease-"), "garret.db");
-  const meta = new SqliteMetaStore(path);
+  const store = await openTestMetaStore();
+  const { meta } = store;
+  const path = store.db;
   let releaseFirst!: () => void;
   const first = withUploadLease(meta, () => new Promise<void>((r) => (releaseFirst = r)), 30);
   await Bun.sleep(1100);
@@ -65,8 +66,9 @@ test("an upload starting a while after the current lease was issued takes a new 
 });
 
 test("a failing upload still gives its lease back", async () => {
-  const path = join(tempDir("garret-lease-"), "garret.db");
-  const meta = new SqliteMetaStore(path);
+  const store = await openTestMetaStore();
+  const { meta } = store;
+  const path = store.db;
   await expect(withUploadLease(meta, async () => {
     throw new Error("boom");
   }, 30)).rejects.toThrow("boom");

@@ -1,4 +1,4 @@
-import { Database } from "bun:sqlite";
+import { openDb } from "./db.ts";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { runOk } from "./nix.ts";
@@ -39,10 +39,8 @@ export async function uploadPath(
   });
 }
 
-/** Read-only look into the server's metadata, for checks that must not trust the API. */
-export function openDb(dataDir: string): Database {
-  return new Database(join(dataDir, "garret.db"), { readonly: true });
-}
+/** Read-only look into the server's metadata, for checks that must not trust the API (either engine). */
+export { openDb };
 
 export function storageFiles(dataDir: string): { path: string; size: number }[] {
   const root = join(dataDir, "storage");

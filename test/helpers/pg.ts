@@ -12,7 +12,7 @@ import { join } from "node:path";
 let admin: Promise<string> | null = null;
 let cluster: { dir: string; bin: string; asRoot: boolean } | null = null;
 
-function pgBin(): string {
+export function pgBin(): string {
   const base = "/usr/lib/postgresql";
   if (existsSync(base)) {
     for (const v of readdirSync(base).sort((a, b) => Number(b) - Number(a))) {

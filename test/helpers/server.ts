@@ -2,12 +2,24 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { runOk, tempDir } from "./nix.ts";
+import { pgUrlFor } from "./db.ts";
+
+/** Commands that open the metadata store get the data dir's PostgreSQL database when the suite runs on it. */
+const DATABASE_COMMANDS = new Set(["serve", "gc", "fsck"]);
+
+function withTestDatabase(args: string[]): string[] {
+  if (!DATABASE_COMMANDS.has(args[0]!) || args.includes("--database-url")) return args;
+  const i = args.indexOf("--data");
+  const url = i >= 0 && args[i + 1] ? pgUrlFor(resolve(args[i + 1]!)) : null;
+  return url ? [...args, "--database-url", url] : args;
+}
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const BUN = process.execPath;
 
 /** The CLI under test: the sources by default, or the built binary when GARRET_BIN is set. */
 export function garretCmd(...args: string[]): string[] {
+  args = withTestDatabase(args);
   const bin = process.env.GARRET_BIN;
   return bin ? [bin, ...args] : [BUN, join(REPO, "src/main.ts"), ...args];
 }

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
+import { openDb } from "../helpers/db.ts";
 import { buildExpr, deleteFromStore, narOf, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { pathInfo, storeHashOf } from "../helpers/api.ts";
@@ -31,7 +32,7 @@ afterAll(async () => {
 });
 
 function leasesInFlight(): number {
-  const db = new Database(join(server.dataDir, "garret.db"), { readonly: true });
+  const db = openDb(server.dataDir);
   try {
     return (db.query("SELECT COUNT(*) AS n FROM upload_leases").get() as { n: number }).n;
   } finally {
@@ -116,7 +117,7 @@ test("an upload into a destroyed cache never lands in the next cache created", a
 test("ids of destroyed caches are never handed out again", async () => {
   const tag = uniqueTag();
   const ids: number[] = [];
-  const db = (): Database => new Database(join(server.dataDir, "garret.db"), { readonly: true });
+  const db = () => openDb(server.dataDir);
   for (const n of [1, 2]) {
     await createCache(server.url, tokenA, `a-id${n}-${tag}`);
     const conn = db();

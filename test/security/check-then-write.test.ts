@@ -5,7 +5,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { join } from "node:path";
-import { SqliteMetaStore } from "../../src/db/sqlite.ts";
+import { openTestMetaStore } from "../helpers/db.ts";
 import type { MetaStore, ObjectMeta } from "../../src/db/types.ts";
 import type { Garret } from "../../src/cache/context.ts";
 import { deletePath, pinPath } from "../../src/cache/pins.ts";
@@ -14,14 +14,16 @@ import { tempDir } from "../helpers/nix.ts";
 
 const ADMIN: TokenClaims = { sub: "admin", exp: 2 ** 40, caches: { "*": { r: 1, w: 1, d: 1, cr: 1 } } };
 const h = (c: string): string => c.repeat(32);
-const opened: SqliteMetaStore[] = [];
-afterEach(() => {
-  for (const m of opened.splice(0)) m.close();
+const opened: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of opened.splice(0)) await close();
 });
 
-async function storeWithCache(): Promise<{ meta: SqliteMetaStore; add(c: string, refs?: string[]): Promise<void> }> {
-  const meta = new SqliteMetaStore(join(tempDir("garret-ctw-"), "garret.db"));
-  opened.push(meta);
+/** A store on the suite's engine (SQLite, or PostgreSQL with GARRET_TEST_DATABASE_URL). */
+async function storeWithCache(): Promise<{ meta: MetaStore; add(c: string, refs?: string[]): Promise<void> }> {
+  const store = await openTestMetaStore();
+  const { meta } = store;
+  opened.push(store.close);
   const cache = await meta.createCache({
     name: "c", isPublic: false, storeDir: "/nix/store", priority: 41, upstreamCacheKeyNames: [], signingKey: "k:x", retentionPeriod: null,
   });
