@@ -1,6 +1,7 @@
 /**
- * PostgreSQL for tests. GARRET_TEST_DATABASE_URL names a server where tests may CREATE DATABASE;
- * without it, a throwaway cluster is started (initdb into a temp dir, loopback only, as the
+ * PostgreSQL for tests. GARRET_TEST_DATABASE_URL names a server where tests may CREATE DATABASE
+ * (and puts the whole suite on PostgreSQL); GARRET_TEST_PG_URL names one for the tests that always
+ * use PostgreSQL (the metadata contract) without moving the rest. Without either, a throwaway cluster is started (initdb into a temp dir, loopback only, as the
  * `postgres` user when run as root) from PostgreSQL's binaries in /usr/lib/postgresql/N/bin or on
  * PATH. No server and no binaries: the test fails; it never skips.
  */
@@ -61,7 +62,8 @@ function stopCluster(): void {
 
 /** A URL of a server where databases may be created. */
 export function pgAdminUrl(): Promise<string> {
-  admin ??= process.env.GARRET_TEST_DATABASE_URL ? Promise.resolve(process.env.GARRET_TEST_DATABASE_URL) : startCluster();
+  const given = process.env.GARRET_TEST_DATABASE_URL || process.env.GARRET_TEST_PG_URL;
+  admin ??= given ? Promise.resolve(given) : startCluster();
   return admin;
 }
 
