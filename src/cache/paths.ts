@@ -147,10 +147,8 @@ export async function missingPaths(g: Garret, caller: Caller, body: unknown): Pr
   const hashes = b.store_path_hashes as string[];
   const bad = hashes.find((h) => !isValidStorePathHash(h));
   if (bad !== undefined) throw new GarretError("InvalidStorePath", `invalid store path hash ${JSON.stringify(bad)}`);
-  const missing = await g.meta.missingPaths(cache.id, hashes);
-  // A pusher is about to reference the paths it was told exist: count that as an access, written
-  // at once, so a collection that runs before the push completes keeps them (see src/gc/collect.ts).
-  const absent = new Set(missing);
-  await g.meta.touchObjects(cache.id, hashes.filter((h) => !absent.has(h)), Math.floor(Date.now() / 1000));
-  return { missing_paths: missing };
+  // A pusher is about to reference the paths it was told exist: count that as an access, in the
+  // statement that answers, so a collection that runs before the push completes keeps them (see
+  // src/gc/collect.ts); answering and then touching left a gap a collector could expire them in.
+  return { missing_paths: await g.meta.missingPaths(cache.id, hashes, Math.floor(Date.now() / 1000)) };
 }

@@ -242,12 +242,24 @@ export class PostgresMetaStore implements MetaStore {
 
   // --- serving
 
-  /** One statement for any number of hashes. */
-  async missingPaths(cacheId: number, hashes: string[]): Promise<string[]> {
+  /**
+   * One statement for any number of hashes. With touchAt it is an UPDATE … RETURNING under the
+   * cache's shared lock: an expiry deciding on this cache (exclusive lock) runs wholly before it
+   * (the path is answered missing) or after it (and sees the new access time).
+   */
+  async missingPaths(cacheId: number, hashes: string[], touchAt?: number): Promise<string[]> {
     if (hashes.length === 0) return [];
-    const present = await this.all<{ h: string }>(`SELECT o.store_path_hash AS h FROM objects o
-      JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
-      WHERE o.cache_id = $1 AND o.store_path_hash = ANY($2::text[])`, [cacheId, hashes]);
+    const present = touchAt === undefined
+      ? await this.all<{ h: string }>(`SELECT o.store_path_hash AS h FROM objects o
+          JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
+          WHERE o.cache_id = $1 AND o.store_path_hash = ANY($2::text[])`, [cacheId, hashes])
+      : await this.tx(async (s) => {
+        await s.run(`SELECT pg_advisory_xact_lock_shared(${CACHE_KEY_BASE} + $1::bigint)`, [cacheId]);
+        return await s.all<{ h: string }>(`UPDATE objects o SET last_accessed_at = $3
+          FROM nars n WHERE n.id = o.nar_id AND n.state = 'valid'
+            AND o.cache_id = $1 AND o.store_path_hash = ANY($2::text[])
+          RETURNING o.store_path_hash AS h`, [cacheId, hashes, touchAt]);
+      });
     const have = new Set(present.map((r) => r.h));
     return hashes.filter((h) => !have.has(h));
   }

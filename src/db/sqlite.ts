@@ -153,10 +153,14 @@ export class SqliteMetaStore implements MetaStore {
       insertCache: q(`INSERT INTO caches (name, is_public, store_dir, priority, upstream_cache_key_names,
         signing_key, retention_period, quota_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       deleteCache: q("DELETE FROM caches WHERE id = ? AND name = ? AND created_at = ?"),
-      // A path whose NAR fsck found damaged is hidden: missing to pushers too, so a re-push heals it.
-      hasObject: q(`SELECT 1 FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
-        WHERE o.cache_id = ? AND o.store_path_hash = ?`),
       getObject: q(`${OBJECT_SELECT} WHERE o.cache_id = ? AND o.store_path_hash = ?`),
+      // A path whose NAR fsck found damaged is hidden: missing to pushers too, so a re-push heals it.
+      presentPaths: q(`SELECT o.store_path_hash AS h FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
+        WHERE o.cache_id = ?1 AND o.store_path_hash IN (SELECT value FROM json_each(?2))`),
+      touchPresentPaths: q(`UPDATE objects SET last_accessed_at = ?1
+        WHERE cache_id = ?2 AND store_path_hash IN (SELECT value FROM json_each(?3))
+          AND nar_id IN (SELECT id FROM nars WHERE state = 'valid')
+        RETURNING store_path_hash AS h`),
       totalChanges: q("SELECT total_changes() AS c"),
       dataVersion: q("PRAGMA data_version"),
       // One statement for a NAR download: the NAR, one object of the cache using it, its chunks.
@@ -288,8 +292,16 @@ export class SqliteMetaStore implements MetaStore {
     return this.stmt.deleteCache!.run(cache.id, cache.name, cache.createdAt).changes > 0;
   }
 
-  async missingPaths(cacheId: number, hashes: string[]): Promise<string[]> {
-    return hashes.filter((h) => this.stmt.hasObject!.get(cacheId, h) === null);
+  /** One statement per call (the hashes go as one JSON array); with touchAt, one UPDATE … RETURNING. */
+  async missingPaths(cacheId: number, hashes: string[], touchAt?: number): Promise<string[]> {
+    if (hashes.length === 0) return [];
+    const list = JSON.stringify(hashes);
+    const present = touchAt === undefined
+      ? this.stmt.presentPaths!.all(cacheId, list) as { h: string }[]
+      : this.stmt.touchPresentPaths!.all(touchAt, cacheId, list) as { h: string }[];
+    if (touchAt !== undefined) this.checkpointer?.committed();
+    const have = new Set(present.map((r) => r.h));
+    return hashes.filter((h) => !have.has(h));
   }
 
   async getObject(cacheId: number, storePathHash: string): Promise<ObjectView | null> {

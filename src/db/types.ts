@@ -211,8 +211,13 @@ export interface MetaStore {
   /** Destroys the cache if it is still the one identified; false when it is gone. */
   deleteCache(cache: CacheIdentity): Promise<boolean>;
 
-  /** Of the given store path hashes, those the cache does not hold. */
-  missingPaths(cacheId: number, storePathHashes: string[]): Promise<string[]>;
+  /**
+   * Of the given store path hashes, those the cache does not hold, in one (or a few) statements.
+   * With `touchAt`, the held ones are recorded as accessed at that time by the same statement that
+   * finds them (`UPDATE … RETURNING`), atomic against a collector's expiry: no path can be
+   * answered present and then expired before its access is on record.
+   */
+  missingPaths(cacheId: number, storePathHashes: string[], touchAt?: number): Promise<string[]>;
   getObject(cacheId: number, storePathHash: string): Promise<ObjectView | null>;
   /** For a NAR download: a valid NAR with this hash that an object of this cache uses, and its chunks in order. */
   narToServe(cacheId: number, narHash: string): Promise<ServedNar | null>;

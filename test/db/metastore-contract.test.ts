@@ -102,6 +102,14 @@ for (const [engine, fresh] of Object.entries(engines)) {
       const missing = await m.missingPaths(cache.id, asked);
       expect(missing.length).toBe(9_999);
       expect(missing).not.toContain(pathHash(1));
+      // Answering with touchAt records the access of what is present, in the same statement.
+      expect((await m.missingPaths(cache.id, asked, 12345)).length).toBe(9_999);
+      const gcView: number[] = [];
+      await m.simulate(async (tx) => tx.expireObjects(cache.id, (objects) => {
+        gcView.push(...objects.map((o) => o.lastAccessedAt));
+        return [];
+      }));
+      expect(gcView).toEqual([12345]);
       // The same NAR again under another path: reused, not stored twice.
       const again = await m.commitUpload({ ...(await upload(m, cache, pathHash(2), "n1", 50)), newChunks: [] });
       expect(again).toEqual({ narId: r.narId, narExisted: true });

@@ -9,6 +9,7 @@ import { openTestMetaStore } from "../helpers/db.ts";
 import type { MetaStore, ObjectMeta } from "../../src/db/types.ts";
 import type { Garret } from "../../src/cache/context.ts";
 import { deletePath, pinPath } from "../../src/cache/pins.ts";
+import { missingPaths } from "../../src/cache/paths.ts";
 import type { TokenClaims } from "../../src/auth/token.ts";
 import { tempDir } from "../helpers/nix.ts";
 
@@ -77,4 +78,22 @@ test("a referrer pushed while a delete is decided is seen: the cache keeps no pa
   const missing = await meta.missingPaths(cache.id, [h("a"), h("b")]);
   // Either nothing was deleted (the referrer was seen) or both went; never b without a.
   expect(missing.includes(h("a")) && !missing.includes(h("b"))).toBe(false);
+});
+
+test("a path answered present to a pusher is not expired before its access is on record (get-missing-paths)", async () => {
+  const { meta, add } = await storeWithCache();
+  await add("a");
+  const cache = (await meta.getCache("c"))!;
+  const now = Math.floor(Date.now() / 1000);
+  await meta.touchObjects(cache.id, [h("a")], now - 10 * 86400);
+  // The collector's retention runs the moment the service has read: paths idle for a day go.
+  const g = withGap(meta, "missingPaths", async () => {
+    await meta.expireObjects(cache.id, (objects) => objects.filter((o) => o.lastAccessedAt < now - 86400).map((o) => o.id));
+  });
+  const asked = [h("a"), h("z")];
+  const { missing_paths } = await missingPaths(g, ADMIN, { cache: "c", store_path_hashes: asked });
+  const present = asked.filter((x) => !missing_paths.includes(x));
+  expect(present).toEqual([h("a")]);
+  // The pusher will reference what it was told is there: it must still be there.
+  expect(await meta.missingPaths(cache.id, present)).toEqual([]);
 });
