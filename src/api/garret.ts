@@ -21,3 +21,103 @@ export interface PinRequest {
 export interface PinsAnswer {
   pins: PinView[];
 }
+
+// --- The dashboard's reads (issue 14). Sizes in bytes, times in seconds since the epoch.
+
+export const DASHBOARD_PATHS = {
+  caches: "/_api/v1/caches",
+  cacheStats: (cache: string) => `/_api/v1/caches/${encodeURIComponent(cache)}/stats`,
+  cachePaths: (cache: string) => `/_api/v1/caches/${encodeURIComponent(cache)}/paths`,
+  cachePath: (cache: string, hash: string) => `/_api/v1/caches/${encodeURIComponent(cache)}/paths/${encodeURIComponent(hash)}`,
+  serverStats: "/_api/v1/server/stats",
+} as const;
+
+export interface CacheStatsView {
+  paths: number;
+  /** Logical bytes: the sum of the NAR sizes of its paths. */
+  nar_bytes: number;
+  /** Stored (compressed) bytes of its distinct NARs. */
+  stored_bytes: number;
+  /** nar_bytes / stored_bytes (1 for an empty cache). */
+  dedup_ratio: number;
+  last_push_at: number | null;
+}
+
+export interface CacheSummary extends CacheStatsView {
+  name: string;
+  is_public: boolean;
+  priority: number;
+}
+
+export interface CachesAnswer {
+  caches: CacheSummary[];
+}
+
+export interface CacheStatsAnswer extends CacheStatsView {
+  name: string;
+  substituter_endpoint: string;
+  public_key: string;
+  is_public: boolean;
+  priority: number;
+  store_dir: string;
+  /** Seconds, or null for the server default. */
+  retention_period: number | null;
+  quota_bytes: number | null;
+  /** Bytes pushed per UTC day over the last 90 days. */
+  history: { day: number; nar_bytes: number; stored_bytes: number }[];
+}
+
+export interface PathSummary {
+  store_path: string;
+  hash: string;
+  nar_size: number;
+  file_size: number;
+  created_at: number;
+  /** Who pushed it: only for callers who may configure the cache. */
+  created_by?: string | null;
+}
+
+export interface PathsAnswer {
+  paths: PathSummary[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  next_cursor: string | null;
+}
+
+export interface PathAnswer {
+  store_path: string;
+  hash: string;
+  nar_hash: string; // sha256:<nix base32>
+  nar_size: number;
+  file_size: number;
+  compression: string;
+  references: string[]; // basenames
+  referrers: string[]; // basenames, at most 1000
+  deriver: string | null;
+  system: string | null;
+  ca: string | null;
+  sigs: string[];
+  /** Sum of NAR sizes over the closure as far as this cache holds it; closure_paths counts them. */
+  closure_size: number;
+  closure_paths: number;
+  /** Relative to the substituter URL. */
+  nar_url: string;
+  narinfo_url: string;
+}
+
+export interface ServerStatsAnswer {
+  version: string;
+  uptime_seconds: number;
+  storage: string;
+  database: string;
+  caches: number;
+  paths: number;
+  nar_bytes: number;
+  unique_nar_bytes: number;
+  nars: number;
+  chunks: number;
+  chunk_bytes: number;
+  stored_bytes: number;
+  packs: number;
+  pack_bytes: number;
+  dedup_ratio: number;
+}

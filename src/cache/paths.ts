@@ -17,7 +17,7 @@ export function nixCacheInfo(cache: CacheRecord): string {
   return `StoreDir: ${cache.storeDir}\nWantMassQuery: 1\nPriority: ${cache.priority}\n`;
 }
 
-function narFileName(o: Pick<ObjectView, "narHash" | "compression">): string {
+export function narFileName(o: Pick<ObjectView, "narHash" | "compression">): string {
   return `${encodeBase32(Buffer.from(o.narHash, "hex"))}${narExtension(servedCompression(o.compression))}`;
 }
 

@@ -152,6 +152,10 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE caches;
   ALTER TABLE caches_new RENAME TO caches;
   `,
+  // 5: the dashboard lists a cache's paths newest first, paged by (created_at, id) (issue 14).
+  `
+  CREATE INDEX objects_by_created ON objects(cache_id, created_at, id);
+  `,
 ];
 
 /**
@@ -265,5 +269,8 @@ export const PG_MIGRATIONS: readonly string[] = [
   // 4: identity ids are never reused already; nothing to rebuild.
   `
   SELECT 1;
+  `,
+  `
+  CREATE INDEX objects_by_created ON objects(cache_id, created_at, id);
   `,
 ];

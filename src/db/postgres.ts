@@ -1,8 +1,9 @@
 import { SQL } from "bun";
 import { PG_MIGRATIONS, MIGRATIONS } from "./migrations.ts";
 import { CacheChanged } from "./types.ts";
+import * as dash from "./dashboard-sql.ts";
 import type {
-  CacheIdentity, CachePatch, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
+  CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
   MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, ServedNar, UploadCommit, VisibleObject,
 } from "./types.ts";
 
@@ -636,6 +637,34 @@ export class PostgresMetaStore implements MetaStore {
       return await s.run(`UPDATE nars SET state = 'damaged' WHERE state = 'valid'
         AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ANY($1::bigint[]))`, [chunkIds]);
     });
+  }
+
+  // --- dashboard (issue 14): the same SQL as SQLite's, placeholders numbered.
+
+  readonly engine = "postgresql" as const;
+
+  async cacheStats(cacheId: number): Promise<CacheStats> {
+    const a = await this.one<Parameters<typeof dash.toCacheStats>[0]>(dash.pgPlaceholders(dash.CACHE_STATS), [cacheId]);
+    const b = await this.one<{ stored_bytes: number }>(dash.pgPlaceholders(dash.CACHE_STORED), [cacheId]);
+    return dash.toCacheStats(a!, b);
+  }
+
+  async cacheDailyBytes(cacheId: number, since: number): Promise<DailyBytes[]> {
+    return (await this.all<Parameters<typeof dash.toDaily>[0]>(dash.pgPlaceholders(dash.CACHE_DAILY), [cacheId, since])).map(dash.toDaily);
+  }
+
+  async listObjects(cacheId: number, query: ListObjectsQuery): Promise<ObjectListing[]> {
+    const { sql, params } = dash.listObjectsSql(query, cacheId);
+    return (await this.all<Parameters<typeof dash.toListing>[0]>(dash.pgPlaceholders(sql), params)).map(dash.toListing);
+  }
+
+  async referrersOf(cacheId: number, basename: string, limit: number): Promise<ObjectListing[]> {
+    return (await this.all<Parameters<typeof dash.toListing>[0]>(dash.pgPlaceholders(dash.REFERRERS),
+      dash.referrersParams(cacheId, basename, limit))).map(dash.toListing);
+  }
+
+  async serverStats(): Promise<ServerStats> {
+    return dash.toServerStats((await this.one<Record<string, number>>(dash.pgPlaceholders(dash.SERVER_STATS)))!);
   }
 }
 

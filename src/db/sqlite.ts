@@ -3,8 +3,9 @@ import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 import { CacheChanged } from "./types.ts";
+import * as dash from "./dashboard-sql.ts";
 import type {
-  CacheIdentity, CachePatch, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
+  CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
   MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, ServedNar, UploadCommit, VisibleObject,
 } from "./types.ts";
 
@@ -680,5 +681,33 @@ export class SqliteMetaStore implements MetaStore {
       }
       return nars;
     }).immediate();
+  }
+
+  // --- dashboard (issue 14)
+
+  readonly engine = "sqlite" as const;
+
+  async cacheStats(cacheId: number): Promise<CacheStats> {
+    type A = Parameters<typeof dash.toCacheStats>[0];
+    type B = Parameters<typeof dash.toCacheStats>[1];
+    return dash.toCacheStats(this.db.query(dash.CACHE_STATS).get(cacheId) as A, this.db.query(dash.CACHE_STORED).get(cacheId) as B);
+  }
+
+  async cacheDailyBytes(cacheId: number, since: number): Promise<DailyBytes[]> {
+    return (this.db.query(dash.CACHE_DAILY).all(cacheId, since) as Parameters<typeof dash.toDaily>[0][]).map(dash.toDaily);
+  }
+
+  async listObjects(cacheId: number, query: ListObjectsQuery): Promise<ObjectListing[]> {
+    const { sql, params } = dash.listObjectsSql(query, cacheId);
+    return (this.db.query(sql).all(...(params as (string | number)[])) as Parameters<typeof dash.toListing>[0][]).map(dash.toListing);
+  }
+
+  async referrersOf(cacheId: number, basename: string, limit: number): Promise<ObjectListing[]> {
+    const params = dash.referrersParams(cacheId, basename, limit) as (string | number)[];
+    return (this.db.query(dash.REFERRERS).all(...params) as Parameters<typeof dash.toListing>[0][]).map(dash.toListing);
+  }
+
+  async serverStats(): Promise<ServerStats> {
+    return dash.toServerStats(this.db.query(dash.SERVER_STATS).get() as Record<string, number>);
   }
 }

@@ -201,7 +201,7 @@ export interface VisibleObject {
  * The metadata store. Async so that a networked database can implement it; the embedded SQLite
  * backend answers synchronously underneath.
  */
-export interface MetaStore {
+export interface MetaStore extends DashboardReads {
   close(): void;
 
   getCache(name: string): Promise<CacheRecord | null>;
@@ -288,4 +288,72 @@ export interface MetaStore {
   visibleObjects(): Promise<VisibleObject[]>;
   /** Marks chunks damaged and every NAR using them damaged (hidden); returns the NARs marked. */
   markChunksDamaged(chunkIds: number[]): Promise<number>;
+}
+
+// --- Dashboard reads (issue 14). Plain SQL shared by both engines: src/db/dashboard-sql.ts.
+
+/** What one cache holds. Stored bytes count each distinct NAR of the cache once (its chunks' compressed sizes). */
+export interface CacheStats {
+  paths: number;
+  /** Sum of the NAR sizes of its paths: what clients download, before any deduplication. */
+  narBytes: number;
+  /** Stored (compressed) bytes of its distinct NARs. */
+  storedBytes: number;
+  /** Newest push (seconds), or null for an empty cache. */
+  lastPushAt: number | null;
+}
+
+/** Bytes pushed per UTC day, for the chart of logical vs stored bytes over time. */
+export interface DailyBytes {
+  day: number; // seconds at 00:00 UTC
+  narBytes: number;
+  storedBytes: number;
+}
+
+/** One path of a cache in a listing, newest first; (createdAt, id) is the cursor. */
+export interface ObjectListing {
+  id: number;
+  storePathHash: string;
+  storePath: string;
+  narSize: number;
+  fileSize: number;
+  createdBy: string | null;
+  createdAt: number;
+}
+
+export interface ListObjectsQuery {
+  /** Substring of the store path (its hash or its name); matched literally. */
+  q?: string;
+  limit: number;
+  /** Paths strictly older than this (created_at, id) pair. */
+  before?: { createdAt: number; id: number };
+}
+
+/** The whole server, for its administrators. */
+export interface ServerStats {
+  caches: number;
+  paths: number;
+  /** Sum of every cache's paths' NAR sizes. */
+  narBytes: number;
+  /** Distinct NARs, and their uncompressed size. */
+  nars: number;
+  uniqueNarBytes: number;
+  chunks: number;
+  chunkBytes: number;
+  /** Compressed bytes of the distinct chunks: what storage holds, less pack slack. */
+  storedBytes: number;
+  packs: number;
+  packBytes: number;
+}
+
+/** The dashboard's reads, implemented by every MetaStore. */
+export interface DashboardReads {
+  /** Which engine holds the metadata, for the server page. */
+  readonly engine: "sqlite" | "postgresql";
+  cacheStats(cacheId: number): Promise<CacheStats>;
+  cacheDailyBytes(cacheId: number, since: number): Promise<DailyBytes[]>;
+  listObjects(cacheId: number, query: ListObjectsQuery): Promise<ObjectListing[]>;
+  /** Paths of the cache whose references include this basename (at most `limit`). */
+  referrersOf(cacheId: number, basename: string, limit: number): Promise<ObjectListing[]>;
+  serverStats(): Promise<ServerStats>;
 }

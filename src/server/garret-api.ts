@@ -3,8 +3,9 @@ import type { Garret } from "../cache/context.ts";
 import { deletePath, listPins, pinPath, unpinPath } from "../cache/pins.ts";
 import { callerOf } from "./auth.ts";
 import { jsonBody } from "./body.ts";
+import { cachePath, cacheStats, listCachePaths, listVisibleCaches, serverStats } from "../cache/stats.ts";
 
-/** garret's own endpoints under /_api/v1, beyond Attic's: pins and path deletion. */
+/** garret's own endpoints under /_api/v1, beyond Attic's: pins, path deletion, and the dashboard's reads. */
 export function garretApiRoutes(g: Garret) {
   return new Elysia({ name: "garret-api" })
     .get("/_api/v1/pins/:cache", async ({ request, params }) =>
@@ -18,5 +19,17 @@ export function garretApiRoutes(g: Garret) {
     .delete("/_api/v1/paths/:cache/:hash", async ({ request, params }) => {
       const recursive = new URL(request.url).searchParams.get("recursive") === "true";
       return Response.json(await deletePath(g, await callerOf(g, request), params.cache, params.hash, recursive));
-    });
+    })
+    // The dashboard's reads (issue 14); each answers a hidden cache exactly as a missing one.
+    .get("/_api/v1/caches", async ({ request }) => Response.json(await listVisibleCaches(g, await callerOf(g, request))))
+    .get("/_api/v1/caches/:cache/stats", async ({ request, params }) =>
+      Response.json(await cacheStats(g, await callerOf(g, request), params.cache)))
+    .get("/_api/v1/caches/:cache/paths", async ({ request, params }) => {
+      const q = new URL(request.url).searchParams;
+      return Response.json(await listCachePaths(g, await callerOf(g, request), params.cache,
+        { q: q.get("q"), limit: q.get("limit"), cursor: q.get("cursor") }));
+    })
+    .get("/_api/v1/caches/:cache/paths/:hash", async ({ request, params }) =>
+      Response.json(await cachePath(g, await callerOf(g, request), params.cache, params.hash)))
+    .get("/_api/v1/server/stats", async ({ request }) => Response.json(await serverStats(g, await callerOf(g, request))));
 }
