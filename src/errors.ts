@@ -16,6 +16,7 @@ export type ErrorCode =
   | "InvalidNar"
   | "CacheAlreadyExists"
   | "UnsupportedEncoding"
+  | "InvalidEncoding"
   | "StorageError"
   | "ObjectInUse";
 
@@ -40,6 +41,7 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   InvalidNar: 400,
   CacheAlreadyExists: 400,
   UnsupportedEncoding: 415,
+  InvalidEncoding: 400,
   StorageError: 503,
   ObjectInUse: 409,
 };

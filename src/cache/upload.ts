@@ -5,7 +5,7 @@ import { isContentAddress, isSignatureText, isSystem } from "../nix/narinfo.ts";
 import { cacheKey } from "./keys.ts";
 import { isValidStorePathHash, parseStorePath, parseStorePathBasename } from "../nix/store-path.ts";
 import { CacheChanged, type CacheRecord } from "../db/types.ts";
-import { decodeContent, isSupportedContentEncoding } from "../store/compression.ts";
+import { DecodeError, decodeContent, isSupportedContentEncoding } from "../store/compression.ts";
 import { discardStaged, ingestNar, UploadRejected } from "../store/ingest.ts";
 import { StorageError } from "../store/storage.ts";
 import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
@@ -120,8 +120,14 @@ async function ingestAndCommit(
 ): Promise<UploadAnswer> {
   let staged;
   try {
-    staged = await ingestNar(g, decodeContent(body, contentEncoding), { narHash: info.narHash, narSize: info.narSize }, g.ingest);
+    // Decoding stops at the claimed size: a bomb costs no more than an honest NAR of that size.
+    const nar = decodeContent(body, contentEncoding, info.narSize);
+    staged = await ingestNar(g, nar, { narHash: info.narHash, narSize: info.narSize }, g.ingest);
   } catch (err) {
+    if (err instanceof DecodeError) {
+      if (err.reason === "limit") throw new GarretError("SizeMismatch", `NAR is larger than the claimed nar_size ${info.narSize}`);
+      throw new GarretError("InvalidEncoding", err.message);
+    }
     if (err instanceof UploadRejected) {
       const code = ({ hash: "HashMismatch", size: "SizeMismatch", structure: "InvalidNar" } as const)[err.reason];
       throw new GarretError(code, err.message);

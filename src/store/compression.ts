@@ -1,5 +1,5 @@
 import zlib from "node:zlib";
-import { Readable } from "node:stream";
+import { pipeline, Readable, type Duplex } from "node:stream";
 import type { Compression } from "../db/types.ts";
 
 export const COMPRESSIONS: readonly Compression[] = ["zstd", "br", "none"];
@@ -66,11 +66,56 @@ export function isSupportedContentEncoding(encoding: string): boolean {
   return encoding === "" || encoding === "identity" || encoding in DECODERS;
 }
 
-/** Streams a body through the decoder its Content-Encoding names. */
-export function decodeContent(body: AsyncIterable<Uint8Array>, encoding: string): AsyncIterable<Uint8Array> {
+/**
+ * Why an encoded body could not be decoded: its bytes are not a valid stream of that encoding
+ * ("corrupt"), or it decodes to more than the caller allows ("limit"). Both are the sender's fault.
+ */
+export class DecodeError extends Error {
+  constructor(readonly reason: "corrupt" | "limit", message: string) {
+    super(message);
+  }
+}
+
+/**
+ * Streams a body through the decoder its Content-Encoding names, yielding at most `limit` decoded
+ * bytes: one more and it stops with DecodeError("limit") and destroys the decoder, so a small
+ * body that expands to gigabytes (a decompression bomb) costs about `limit` bytes of work. Node's
+ * zlib decodes a whole input piece per write regardless of backpressure, but yields between output
+ * pieces, which is where the decoder is stopped.
+ */
+export function decodeContent(body: AsyncIterable<Uint8Array>, encoding: string, limit = Infinity): AsyncIterable<Uint8Array> {
   if (encoding === "" || encoding === "identity") return body;
   const make = DECODERS[encoding];
   if (!make) throw new Error(`unsupported Content-Encoding ${encoding}`);
-  // A zlib transform never yields strings: it has no encoding set.
-  return Readable.from(body, { objectMode: false }).pipe(make()) as AsyncIterable<Uint8Array>;
+  return decoded(body, make(), encoding, limit);
+}
+
+async function* decoded(
+  body: AsyncIterable<Uint8Array>, decoder: NodeJS.ReadWriteStream, encoding: string, limit: number,
+): AsyncGenerator<Uint8Array> {
+  // An error of the body itself (the client went away) is not a corrupt encoding: kept apart.
+  let sourceError: unknown = null;
+  async function* source(): AsyncGenerator<Uint8Array> {
+    try {
+      yield* body;
+    } catch (err) {
+      sourceError = err;
+      throw err;
+    }
+  }
+  const stream = pipeline(Readable.from(source(), { objectMode: false }), decoder as unknown as Duplex, () => {});
+  let total = 0;
+  try {
+    // A zlib transform never yields strings: it has no encoding set.
+    for await (const piece of stream as AsyncIterable<Uint8Array>) {
+      total += piece.length;
+      if (total > limit) throw new DecodeError("limit", `the ${encoding} body decodes to more than ${limit} bytes`);
+      yield piece;
+    }
+  } catch (err) {
+    if (err instanceof DecodeError || sourceError !== null) throw err;
+    throw new DecodeError("corrupt", `the body is not valid ${encoding}: ${(err as Error).message}`);
+  } finally {
+    stream.destroy();
+  }
 }
