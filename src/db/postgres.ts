@@ -456,7 +456,7 @@ export class PostgresMetaStore implements MetaStore {
   private readonly gcLocks = new Map<string, Awaited<ReturnType<SQL["reserve"]>>>();
 
   /** An advisory session lock on a reserved connection: held while it runs, gone if the process dies. */
-  async lockGc(holder: string): Promise<boolean> {
+  async lockGc(holder: string, _now?: number, _ttlSeconds?: number): Promise<boolean> {
     if (this.gcLocks.has(holder)) return true;
     const conn = await this.root.reserve();
     const r = await conn.unsafe(`SELECT pg_try_advisory_lock(${COLLECT_KEY}) AS ok`) as { ok: boolean }[];
