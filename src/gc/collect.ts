@@ -26,22 +26,42 @@ import { selectEvictions } from "./retention.ts";
  *  8. Local storage temp files (.tmp/*.part) older than the grace period and the oldest live
  *     upload are removed.
  *
- * Why an in-flight upload never loses a chunk it is about to reuse. An upload takes a lease
- * (an AUTOINCREMENT id, see lease.ts) before its first findChunk, and findChunk only returns
- * chunks in state 'valid'. If it found chunk C, C was valid at that moment, so any later mark of
- * C records mark_seq >= the upload's lease id; step 4 leaves C's row alone while that lease is
- * live. commitUpload, in the same transaction that references C, flips a 'deleting' C back to
- * 'valid' (it cannot be swept under that transaction: SQLite serialises writers). Pack bytes go
- * only after no chunk row points into the pack (steps 6-7), so a chunk row that exists always has
- * its bytes. A NAR the commit reuses is looked up inside the commit transaction, and NARs are
- * deleted in one statement, so the commit sees it whole or not at all. The upload's own pending
- * packs are younger than its lease, so step 6 does not take them. If a lease ever lapses (a
- * process stalled past the TTL), the commit finds a missing chunk or pack and fails; it never
- * makes a path visible over missing bytes (it may leave its own pack file behind, unrecorded).
- * Chunks fsck marked damaged are never marked 'deleting', so a commit never revives one; once
- * unreferenced they go at once. Compaction only rewrites where a chunk lives, and
- * the old pack outlives the switch by the grace period, so readers that looked up chunk
- * locations before the switch finish.
+ * Why an in-flight upload never loses a chunk it is about to reuse, with concurrent writers
+ * (several replicas on one PostgreSQL database, or garret gc beside garret serve on SQLite).
+ *
+ * Decisions and their writes are atomic against commits. On SQLite one writer holds the database
+ * at a time, so every transaction below sees a commit whole or not at all. On PostgreSQL the same
+ * is built from locks (src/db/postgres.ts): every commitUpload takes a shared advisory
+ * transaction lock GC_WRITE, and steps 2-4 and 6-7 (and relocateChunks) take it exclusively, so
+ * such a step runs entirely before or after any commit on any replica, and each of its
+ * statements reads what commits before it left. Expiry (step 1) takes a per-cache lock
+ * exclusively; commits, pins and get-missing-paths into that cache take it shared, so a referrer
+ * pushed, a pin added or an access recorded meanwhile is either seen by the decision or happens
+ * after the delete (and then finds the path gone: the commit fails its reference check, the pin
+ * is refused, the pusher is told the path is missing). Only one collector runs at a time across
+ * all processes (gc_lock on SQLite; a PostgreSQL advisory session lock, released by the server
+ * if its holder dies).
+ *
+ * The lease argument. An upload takes a lease (ids from an AUTOINCREMENT / identity sequence,
+ * never reused, so "issued before" is an id comparison immune to clock skew between replicas)
+ * and its insert commits before its first findChunk; findChunk only returns chunks in state
+ * 'valid'. If it found chunk C, C was valid at that moment, so any later mark of C records
+ * mark_seq >= the upload's lease id (step 3 reads the sequence's high-water mark, which covers
+ * every committed lease); step 4 leaves C's row alone while that lease is live, on whichever
+ * replica it was taken. commitUpload, in the transaction that references C, flips a 'deleting' C
+ * back to 'valid'; step 4 cannot interleave with it (GC_WRITE / SQLite's writer lock). Pack bytes
+ * go only after no chunk row points into the pack (steps 6-7), so a chunk row that exists always
+ * has its bytes. A NAR the commit reuses is looked up inside the commit transaction (two commits
+ * of one NAR meet on its unique key: the second waits and reuses the first's row), and step 2
+ * cannot run in between, so the commit sees it whole or not at all. The upload's own pending
+ * packs are younger than its lease, so step 6 does not take them. A replica that dies stops
+ * renewing its leases; once they expire its pending packs are leftovers for step 6. If a lease
+ * ever lapses while its upload still runs (a process stalled past the TTL), the commit finds a
+ * missing chunk or pack and fails; it never makes a path visible over missing bytes (it may
+ * leave its own pack file behind, unrecorded). Chunks fsck marked damaged are never marked
+ * 'deleting', so a commit never revives one; once unreferenced they go at once. Compaction only
+ * rewrites where a chunk lives, and the old pack outlives the switch by the grace period, so
+ * readers on any replica that looked up chunk locations before the switch finish.
  */
 
 export interface GcReport {
