@@ -20,6 +20,10 @@ export interface ServerConfig {
   database: { url: string; poolSize: number };
   /** The file the settings came from, if any. */
   configFile: string | null;
+  /** Request log lines: plain text (default) or one JSON object per line. */
+  logFormat: "text" | "json";
+  /** When set, /metrics answers only requests bearing this token. */
+  metricsToken: string | null;
 }
 
 export const DEFAULT_LISTEN = "127.0.0.1:8080";
@@ -34,6 +38,7 @@ export interface ServerFlags {
   compression?: string;
   compressionLevel?: string;
   databaseUrl?: string;
+  logFormat?: string;
 }
 
 /** A setting with a bad value: names the key and the problem in one line. */
@@ -172,7 +177,14 @@ export function serverConfig(flags: ServerFlags, env = process.env): ServerConfi
     ingest: { ...DEFAULT_INGEST, chunking: DEFAULT_CHUNKING, ...compressionSettings(s, flags) },
     database: databaseSettings(s, flags, dataDir),
     configFile,
+    logFormat: logFormatSetting(s.string("log-format", "GARRET_LOG_FORMAT", flags.logFormat)),
+    metricsToken: s.string("metrics.token", "GARRET_METRICS_TOKEN") || null,
   };
+}
+
+function logFormatSetting(value: string | undefined): "text" | "json" {
+  if (value === undefined || value === "text" || value === "json") return value ?? "text";
+  throw new ConfigError(`log-format: must be text or json, got ${JSON.stringify(value)}`);
 }
 
 export interface ListenAddress {

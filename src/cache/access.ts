@@ -46,9 +46,10 @@ export function effectivePermission(caller: Caller, cache: CacheRecord | null, n
   return cache?.isPublic ? { ...p, pull: true } : p;
 }
 
-function denied(caller: Caller): GarretError {
+// Said only to callers who may see the cache, so naming it and the permission reveals nothing.
+function denied(caller: Caller, need?: keyof Permission, name?: string): GarretError {
   return claimsOf(caller)
-    ? new GarretError("Forbidden", "Your token does not allow this on this cache.")
+    ? new GarretError("Forbidden", need && name ? `Your token lacks ${need} on ${name}.` : "Your token does not allow this on this cache.")
     : new GarretError("Unauthorized", "This needs a token; send one with Authorization: Bearer.");
 }
 
@@ -64,7 +65,7 @@ export async function authorize(g: Garret, caller: Caller, name: string, need: k
   const cache = await g.meta.getCache(name);
   const perm = effectivePermission(caller, cache, name);
   if (!cache || !hasAny(perm)) throw noSuchCache();
-  if (need !== "any" && !perm[need]) throw denied(caller);
+  if (need !== "any" && !perm[need]) throw denied(caller, need, name);
   return cache;
 }
 

@@ -4,6 +4,7 @@ import type { IngestOptions } from "../store/ingest.ts";
 import type { TokenAuthority } from "../auth/token.ts";
 import type { AccessTracker } from "../gc/access.ts";
 import type { HotBytes } from "../store/hot-bytes.ts";
+import type { Metrics } from "./metrics.ts";
 
 /** Everything the domain operations need, built once by `garret serve`. */
 export interface Garret {
@@ -17,4 +18,6 @@ export interface Garret {
   access?: AccessTracker;
   /** Small NARs served lately, kept in memory; absent = always read from storage. */
   narMemory?: HotBytes;
+  /** The server's counters for /metrics; absent = not counted (commands other than serve). */
+  metrics?: Metrics;
 }

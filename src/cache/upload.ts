@@ -112,7 +112,12 @@ export async function uploadPath(
   }
 
   // The lease keeps the collector from deleting chunks this upload finds and reuses.
-  return withUploadLease(g.meta, () => ingestAndCommit(g, caller, cache, info, body, contentEncoding));
+  g.metrics?.uploadStarted();
+  try {
+    return await withUploadLease(g.meta, () => ingestAndCommit(g, caller, cache, info, body, contentEncoding));
+  } finally {
+    g.metrics?.uploadEnded();
+  }
 }
 
 async function ingestAndCommit(
@@ -150,6 +155,8 @@ async function ingestAndCommit(
         serverSig, serverSigKey: publicKey, createdBy: claimsOf(caller)?.sub ?? null,
       },
     });
+    g.metrics?.uploads.inc({ kind: narExisted ? "Deduplicated" : "Uploaded" });
+    g.metrics?.dedupSaved.inc({}, narExisted ? staged.narSize : staged.dedupBytes);
     return {
       // As the commit found it: a NAR the collector took while this upload ran was stored anew.
       kind: narExisted ? "Deduplicated" : "Uploaded",

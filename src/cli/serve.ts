@@ -9,6 +9,7 @@ import { openStorageForCli } from "./storage.ts";
 import { TokenAuthority } from "../auth/token.ts";
 import { tokenSecret } from "../auth/secret.ts";
 import { shutdown, startServer } from "../server/serve.ts";
+import { Metrics } from "../cache/metrics.ts";
 import type { Garret } from "../cache/context.ts";
 import { UsageError } from "./errors.ts";
 import { SERVE_GC_OPTIONS, startCollector } from "../gc/periodic.ts";
@@ -21,6 +22,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
     options: {
       config: { type: "string" }, listen: { type: "string" }, data: { type: "string" },
       "public-url": { type: "string" }, "database-url": { type: "string" }, compression: { type: "string" }, "compression-level": { type: "string" },
+      "log-format": { type: "string" },
       ...SERVE_GC_OPTIONS,
     },
   });
@@ -28,6 +30,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
     const config = serverConfig({
       config: values.config, listen: values.listen, data: values.data, publicUrl: values["public-url"],
       compression: values.compression, compressionLevel: values["compression-level"], databaseUrl: values["database-url"],
+      logFormat: values["log-format"],
     });
     return { config, listen: parseListen(config.listen) };
   } catch (err) {
@@ -42,15 +45,21 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const narMemory = narMemoryFromEnv();
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorageForCli(config.storage);
-  const { log, flush } = lineWriter((text) => process.stderr.write(text));
+  const writer = lineWriter((text) => process.stderr.write(text));
+  const { flush } = writer;
+  // With --log-format json every line is a JSON object: request lines are built as one, the
+  // server's other lines are wrapped.
+  const log = config.logFormat === "json"
+    ? (line: string) => writer.log(line.startsWith("{") ? line : JSON.stringify({ time: new Date().toISOString(), msg: line }))
+    : writer.log;
   const meta = await openMetaStoreForCli(config.database);
   if (meta instanceof SqliteMetaStore) meta.checkpointInBackground(log);
   const secret = await tokenSecret(config.dataDir);
   const tokens = new TokenAuthority(secret.secret);
   const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };
-  const g: Garret = { meta, storage, tokens, ingest, publicUrl: "", narMemory };
+  const g: Garret = { meta, storage, tokens, ingest, publicUrl: "", narMemory, metrics: new Metrics() };
   const collector = startCollector(g, config, argv, log);
-  const running = startServer(g, listen, log);
+  const running = startServer(g, listen, log, { logFormat: config.logFormat, metricsToken: config.metricsToken });
   g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${running.server.port}`).replace(/\/+$/, "");
   warnIfDataDirIsShared(config.dataDir, log);
   if (secret.created) await handOverRootToken(tokens, g.publicUrl, config.dataDir, log);

@@ -169,6 +169,10 @@ export class PostgresMetaStore implements MetaStore {
     return await this.root.begin((t) => fn(new PostgresMetaStore(this.root, t as unknown as SQL, true))) as T;
   }
 
+  async ping(): Promise<void> {
+    await this.q.unsafe("SELECT 1", []);
+  }
+
   close(): void {
     void this.root.close();
   }

@@ -226,6 +226,10 @@ export class SqliteMetaStore implements MetaStore {
     this.db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
   }
 
+  async ping(): Promise<void> {
+    this.db.query("SELECT 1").get();
+  }
+
   close(): void {
     this.checkpointer?.stop();
     this.checkpointer = null;

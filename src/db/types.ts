@@ -203,6 +203,8 @@ export interface VisibleObject {
  */
 export interface MetaStore extends DashboardReads {
   close(): void;
+  /** One trivial query: resolves when the database answers (readiness probes). */
+  ping(): Promise<void>;
 
   getCache(name: string): Promise<CacheRecord | null>;
   createCache(cache: NewCache): Promise<CacheRecord>;

@@ -53,10 +53,14 @@ export function startCollector(g: Garret, config: ServerConfig, argv: string[], 
       const r = await collectGarbage({ meta: g.meta, storage: g.storage, tmpDir }, {
         ...opts, packSizeLimit: g.ingest.packSizeLimit, log,
       });
+      g.metrics?.gcRuns.inc({ result: "ok" });
+      g.metrics?.gcFreedBytes.inc({}, Math.max(0, r.bytes));
+      for (const kind of ["objects", "nars", "chunks", "packs", "leftovers"] as const) g.metrics?.gcRemoved.inc({ kind }, r[kind]);
       if (r.objects + r.nars + r.chunks + r.packs + r.leftovers > 0) {
         log(`gc: removed ${r.objects} objects, ${r.nars} NARs, ${r.chunks} chunks, ${r.packs} packs (${r.compacted} compacted), ${r.leftovers} leftovers; freed ${r.bytes} bytes`);
       }
     } catch (err) {
+      g.metrics?.gcRuns.inc({ result: err instanceof GcBusyError ? "busy" : "failed" });
       if (!(err instanceof GcBusyError)) log(`gc: failed: ${(err as Error).message}`);
     }
   };

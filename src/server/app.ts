@@ -4,6 +4,10 @@ import { atticApiRoutes } from "./attic-api.ts";
 import { binaryCacheRoutes } from "./binary-cache.ts";
 import { garretApiRoutes } from "./garret-api.ts";
 import { errorResponse, text, toResponse } from "./responses.ts";
+import { opsRoutes, type OpsOptions } from "./ops.ts";
+import { noteRefusal } from "./request-log.ts";
+import { GarretError } from "../errors.ts";
+import { StorageError } from "../store/storage.ts";
 
 export { errorResponse };
 
@@ -12,16 +16,27 @@ export { errorResponse };
  * each translating requests into typed domain calls. Errors from every one of them are answered
  * here, in one shape. The /_api routes are mounted before the binary cache's /:cache ones.
  */
-export function buildApp(g: Garret) {
+export function buildApp(g: Garret, ops: OpsOptions = { metricsToken: null }) {
   return new Elysia()
-    .onError({ as: "global" }, ({ error, code }) => {
+    .onError({ as: "global" }, ({ error, code, request }) => {
       if (code === "NOT_FOUND") return errorResponse(404, "NotFound", "No such endpoint.");
+      if (error instanceof GarretError) {
+        if (error.code === "Unauthorized" || error.code === "Forbidden") noteRefusal(request, error.message);
+      } else g.metrics?.errors.inc({ component: componentOf(error) });
       return toResponse(error);
     })
+    .use(opsRoutes(g, ops))
     .get("/", () => text("garret: a Nix binary cache. See /<cache>/nix-cache-info.\n", "text/plain"))
     .use(atticApiRoutes(g))
     .use(garretApiRoutes(g))
     .use(binaryCacheRoutes(g));
+}
+
+/** Which part failed, for the error counter: storage backends and database drivers name their errors. */
+function componentOf(err: unknown): string {
+  if (err instanceof StorageError) return "storage";
+  const name = err instanceof Error ? err.name + " " + err.constructor.name : "";
+  return /SQLite|Postgres|SQL/.test(name) ? "database" : "other";
 }
 
 export type GarretApp = ReturnType<typeof buildApp>;

@@ -1,6 +1,7 @@
 import { InvalidToken } from "../auth/token.ts";
 import { RejectedToken, type Caller } from "../cache/access.ts";
 import type { Garret } from "../cache/context.ts";
+import { noteCaller } from "./request-log.ts";
 
 /** The token from `Authorization: Bearer <jwt>` or Basic auth with the token as password (netrc). */
 export function tokenFromHeader(header: string | null): string | null {
@@ -22,6 +23,12 @@ export function tokenFromHeader(header: string | null): string | null {
  * serves reads of public caches to it anonymously and refuses everything else (see RejectedToken).
  */
 export async function callerOf(g: Garret, request: Request): Promise<Caller> {
+  const caller = await verifyCaller(g, request);
+  noteCaller(request, caller);
+  return caller;
+}
+
+async function verifyCaller(g: Garret, request: Request): Promise<Caller> {
   const token = tokenFromHeader(request.headers.get("authorization"));
   if (!token) return null;
   try {

@@ -8,19 +8,33 @@ import { callerOf } from "./auth.ts";
 import { HEAD_MARKER } from "./head.ts";
 import { text } from "./responses.ts";
 
-const NAR_HEADERS = { "content-type": "application/x-nix-nar", "accept-ranges": "bytes" };
+/**
+ * Cache-Control: a NAR's URL names its content, so it never changes; narinfos and nix-cache-info
+ * change (a path purged, a cache reconfigured), so they are kept a minute. A private cache's
+ * answers are `private`, which shared caches (proxies, CDNs) must not store. Only successful
+ * answers carry these (errors are `no-store` for every cache alike, so a hidden cache still
+ * answers exactly like a missing one).
+ */
+const IMMUTABLE = "max-age=31536000, immutable";
+const SHORT = "max-age=60";
+const cacheControl = (isPublic: boolean, policy: string): string => `${isPublic ? "public" : "private"}, ${policy}`;
+
+/** Whether a cache the caller was just allowed to read is public (a memoised lookup). */
+async function isPublic(g: Garret, name: string): Promise<boolean> {
+  return (await g.meta.getCache(name))?.isPublic ?? false;
+}
 
 /** Shapes a NAR answer of the domain (a whole NAR, a range, a redirect, a HEAD) as HTTP. */
-function narResponse(answer: NarAnswer): Response {
-  const base = NAR_HEADERS;
+function narResponse(answer: NarAnswer, publicCache: boolean): Response {
+  const base = { "content-type": "application/x-nix-nar", "accept-ranges": "bytes", "cache-control": cacheControl(publicCache, IMMUTABLE) };
   switch (answer.kind) {
     case "head":
       return new Response(null, { headers: { ...base, "content-length": String(answer.size) } });
     case "file":
-      if (!answer.range) return new Response(answer.body, { headers: base });
+      if (!answer.range) return new Response(answer.body, { headers: { ...base, "content-length": String(answer.body.size) } });
       return new Response(answer.body, {
         status: 206,
-        headers: { ...base, "content-range": `bytes ${answer.range.start}-${answer.range.end}/${answer.size}` },
+        headers: { ...base, "content-length": String(answer.body.size), "content-range": `bytes ${answer.range.start}-${answer.range.end}/${answer.size}` },
       });
     case "redirect":
       return new Response(null, { status: 302, headers: { location: answer.url, "cache-control": "no-store" } });
@@ -44,22 +58,22 @@ export function binaryCacheRoutes(g: Garret) {
   return new Elysia({ name: "binary-cache" })
     .get("/:cache/nix-cache-info", async ({ request, params }) => {
       const cache = await authorize(g, await callerOf(g, request), params.cache, "pull");
-      return text(nixCacheInfo(cache), "text/x-nix-cache-info");
+      return text(nixCacheInfo(cache), "text/x-nix-cache-info", { "cache-control": cacheControl(cache.isPublic, SHORT) });
     })
     .get("/:cache/attic-cache-info", async ({ request, params }) => {
       const cache = await authorize(g, await callerOf(g, request), params.cache, "any");
-      return Response.json(cacheConfigView(g, cache));
+      return Response.json(cacheConfigView(g, cache), { headers: { "cache-control": cacheControl(cache.isPublic, SHORT) } });
     })
     .get("/:cache/:file", async ({ request, params }) => {
       const m = /^([0-9a-z]+)\.narinfo$/.exec(params.file);
       if (!m) throw new GarretError("NoSuchObject", "The requested object does not exist.");
       const body = await narInfo(g, await callerOf(g, request), params.cache, m[1]!);
-      return text(body, "text/x-nix-narinfo");
+      return text(body, "text/x-nix-narinfo", { "cache-control": cacheControl(await isPublic(g, params.cache), SHORT) });
     })
     .get("/:cache/nar/:file", async ({ request, params }) => {
       const head = request.headers.has(HEAD_MARKER);
       const answer = await openCacheNar(g, await callerOf(g, request), params.cache, params.file,
         request.headers.get("range"), head);
-      return narResponse(answer);
+      return narResponse(answer, await isPublic(g, params.cache));
     });
 }

@@ -3,15 +3,19 @@ import type { Garret } from "../cache/context.ts";
 import { buildApp, type GarretApp } from "./app.ts";
 import { HEAD_MARKER } from "./head.ts";
 import type { ListenAddress } from "../config.ts";
+import type { OpsOptions } from "./ops.ts";
+import { attachInfo, classify, formatEntry, requestId, type RequestInfo } from "./request-log.ts";
 
 /**
  * HEAD runs the GET route and drops the body. Elysia's own HEAD path loses Content-Length, which
  * Nix and curl use to learn a NAR's size, so it is done here.
  */
-async function handleHead(app: GarretApp, request: Request): Promise<Response> {
+async function handleHead(app: GarretApp, request: Request, info: RequestInfo): Promise<Response> {
   const headers = new Headers(request.headers);
   headers.set(HEAD_MARKER, "1");
-  const res = await app.handle(new Request(request.url, { method: "GET", headers }));
+  const get = new Request(request.url, { method: "GET", headers });
+  attachInfo(get, info);
+  const res = await app.handle(get);
   await res.body?.cancel();
   return new Response(null, { status: res.status, headers: res.headers });
 }
@@ -58,8 +62,21 @@ export interface RunningServer {
   inFlight(): number;
 }
 
-export function startServer(g: Garret, listen: ListenAddress, log: (line: string) => void): RunningServer {
-  const app = buildApp(g);
+export interface ServerOptions extends OpsOptions {
+  logFormat: "text" | "json";
+}
+
+/** The bytes a response declares it sends (streamed bodies without a length count as 0). */
+function bytesOut(response: Response): number {
+  const n = Number(response.headers.get("content-length"));
+  return Number.isFinite(n) ? n : 0;
+}
+
+export function startServer(
+  g: Garret, listen: ListenAddress, log: (line: string) => void,
+  opts: ServerOptions = { logFormat: "text", metricsToken: null },
+): RunningServer {
+  const app = buildApp(g, opts);
   let inFlight = 0;
   const server = Bun.serve({
     hostname: listen.hostname,
@@ -69,16 +86,40 @@ export function startServer(g: Garret, listen: ListenAddress, log: (line: string
     // A production server: Bun's development mode (its default unless NODE_ENV=production) serves
     // debug error pages; every error here is answered as JSON by the app anyway.
     development: false,
-    async fetch(request) {
+    async fetch(request, srv) {
       const started = performance.now();
       // Only this wrapper may set the HEAD marker.
       if (request.headers.has(HEAD_MARKER)) request.headers.delete(HEAD_MARKER);
       inFlight++;
       try {
+        const info: RequestInfo = { id: requestId(request.headers.get("x-request-id")), sub: null, jti: null, why: null, bytesIn: 0 };
         const routed = routable(request);
-        const response = routed.method === "HEAD" ? await handleHead(app, routed) : await app.handle(routed);
-        const ms = (performance.now() - started).toFixed(1);
-        log(`${request.method} ${pathOf(request.url)} ${response.status} ${ms}ms`);
+        attachInfo(routed, info);
+        const response = routed.method === "HEAD" ? await handleHead(app, routed, info) : await app.handle(routed);
+        try {
+          response.headers.set("x-request-id", info.id);
+          // Errors are answered alike whatever the cache (a private one looks missing): never stored.
+          if (response.status >= 400 && !response.headers.has("cache-control")) response.headers.set("cache-control", "no-store");
+        } catch {
+          // immutable headers (a proxied response): it goes out as it is
+        }
+        const path = pathOf(request.url);
+        const { route, cache } = classify(path);
+        const seconds = (performance.now() - started) / 1000;
+        const out = request.method === "HEAD" ? 0 : bytesOut(response);
+        const m = g.metrics;
+        if (m) {
+          m.requests.inc({ route, method: request.method, status: String(response.status) });
+          if (info.bytesIn) m.bytesIn.inc({ route }, info.bytesIn);
+          if (out) m.bytesOut.inc({ route }, out);
+          if (route === "narinfo") m.narinfoSeconds.observe(seconds);
+          else if (route === "api/upload-path") m.uploadSeconds.observe(seconds);
+        }
+        log(formatEntry({
+          time: new Date().toISOString(), id: info.id, client: srv.requestIP(request)?.address ?? "",
+          method: request.method, path, route, cache, sub: info.sub, jti: info.jti, status: response.status,
+          bytes_in: info.bytesIn, bytes_out: out, duration_ms: Math.round(seconds * 10000) / 10, why: info.why,
+        }, opts.logFormat));
         return response;
       } finally {
         inFlight--;

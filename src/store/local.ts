@@ -1,9 +1,9 @@
-import { closeSync, fsync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { constants, closeSync, fsync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { access, mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomUUID } from "node:crypto";
 import {
-  assertSafeKey, MissingObjectError, type ByteRange, type Storage, type StorageWriter,
+  assertSafeKey, MissingObjectError, StorageError, type ByteRange, type Storage, type StorageWriter,
 } from "./storage.ts";
 
 /**
@@ -23,6 +23,18 @@ export class LocalStorage implements Storage {
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+  }
+
+  /** The root and its temporary dir are directories this process may write into. */
+  async check(): Promise<void> {
+    for (const dir of [this.root, this.tmpDir]) {
+      try {
+        if (!(await stat(dir)).isDirectory()) throw new Error("not a directory");
+        await access(dir, constants.W_OK | constants.X_OK);
+      } catch (err) {
+        throw new StorageError(`storage dir ${dir} is not usable: ${(err as Error).message}`);
+      }
+    }
   }
 
   private pathOf(key: string): string {

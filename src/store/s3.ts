@@ -85,6 +85,15 @@ export class S3Storage implements Storage {
     }
   }
 
+  /** HeadBucket: the bucket is there and these credentials may use it. */
+  async check(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }));
+    } catch (err) {
+      throw new StorageError(describeS3Error(err, this.settings.bucket));
+    }
+  }
+
   objectKey(key: string): string {
     assertSafeKey(key);
     return `${this.settings.prefix}${key}`;

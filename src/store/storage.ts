@@ -53,6 +53,12 @@ export interface Storage {
    * MissingObjectError when the object is missing or shorter than the range.
    */
   fileSlice(key: string, range: ByteRange): Promise<Blob | null>;
+  /**
+   * Whether the backend can be used right now (for readiness probes): resolves when it is
+   * reachable and writable, fails with StorageError saying why otherwise. Cheap: one request or
+   * one stat, no object is written.
+   */
+  check(): Promise<void>;
 }
 
 export class StorageError extends Error {}

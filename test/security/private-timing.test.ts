@@ -30,7 +30,8 @@ async function timed(url: string): Promise<{ ms: number; status: number; body: s
   const res = await fetch(url);
   const body = await res.text();
   const ms = performance.now() - t;
-  const headers = [...res.headers].filter(([k]) => k !== "date").map(([k, v]) => `${k}: ${v}`).join("\n");
+  // date and x-request-id differ per request, whatever the cache
+  const headers = [...res.headers].filter(([k]) => k !== "date" && k !== "x-request-id").map(([k, v]) => `${k}: ${v}`).join("\n");
   return { ms, status: res.status, body, headers };
 }
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { LocalStorage } from "../../src/store/local.ts";
 import { S3Storage } from "../../src/store/s3.ts";
 import { MissingObjectError, putStream, StorageError, type Storage } from "../../src/store/storage.ts";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../helpers/nix.ts";
 import { S3_BUCKET, S3_KEY, S3_SECRET, startS3, type TestS3 } from "../helpers/s3.ts";
@@ -43,6 +43,21 @@ const backends: Record<string, () => Promise<Storage>> = {
     await storage.init();
     return storage;
   },
+};
+
+/** Each backend made unusable: a local root that is gone, an S3 bucket that does not exist. */
+const broken: Record<string, () => Promise<Storage>> = {
+  local: async () => {
+    const dir = tempDir("garret-storage-");
+    const local = new LocalStorage(dir);
+    await local.init();
+    rmSync(dir, { recursive: true, force: true });
+    return local;
+  },
+  s3: async () => new S3Storage({
+    bucket: "garret-no-such-bucket", region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true,
+    prefix: "", accessKeyId: S3_KEY, secretAccessKey: S3_SECRET, partSize: 5 * MiB, maxAttempts: 1, redirectTtl: 60,
+  }),
 };
 
 for (const [name, make] of Object.entries(backends)) {
@@ -113,6 +128,12 @@ for (const [name, make] of Object.entries(backends)) {
       expect(Buffer.from(await storage.read("packs/new-dir/p.pack")).equals(all)).toBe(true);
       const slice = await storage.read("packs/new-dir/p.pack", { offset: 999, length: 2 });
       expect(Buffer.from(slice).equals(all.subarray(999, 1001))).toBe(true);
+    });
+
+    test("check resolves while the backend is usable and fails with StorageError when it is not", async () => {
+      await storage.check();
+      const gone = await broken[name]!();
+      await expect(gone.check()).rejects.toBeInstanceOf(StorageError);
     });
 
     test("keys that could escape are refused", async () => {
