@@ -69,7 +69,7 @@ export interface RouteClass {
   cache: string | null;
 }
 
-const API_CACHE_ROUTES = new Set(["cache-config", "pins", "paths", "cache-log", "cache-purge"]);
+const API_CACHE_ROUTES = new Set(["cache-config", "pins", "paths", "caches", "cache-log", "cache-purge"]);
 
 /** The route class and cache of a path, from its shape alone (for logs and metric labels). */
 export function classify(path: string): RouteClass {
