@@ -22,6 +22,7 @@ export function printableConfig(c: ServerConfig): Record<string, unknown> {
     ...(c.publicUrl ? { "public-url": c.publicUrl } : {}),
     compression: { type: c.ingest.compression, level: c.ingest.compressionLevel },
     storage,
+    database: { url: c.database.url.replace(/\/\/([^:@/]*):[^@/]*@/, `//$1:${REDACTED}@`), "pool-size": c.database.poolSize },
   };
 }
 
