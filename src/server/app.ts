@@ -2,8 +2,9 @@ import { Elysia } from "elysia";
 import type { Garret } from "../cache/context.ts";
 import { atticApiRoutes } from "./attic-api.ts";
 import { binaryCacheRoutes } from "./binary-cache.ts";
+import { dashboardRoutes } from "./dashboard.ts";
 import { garretApiRoutes } from "./garret-api.ts";
-import { errorResponse, text, toResponse } from "./responses.ts";
+import { errorResponse, toResponse } from "./responses.ts";
 import { opsRoutes, type OpsOptions } from "./ops.ts";
 import { noteRefusal } from "./request-log.ts";
 import { GarretError } from "../errors.ts";
@@ -13,7 +14,7 @@ export { errorResponse };
 
 /**
  * The HTTP app: one route file per protocol (Attic's API, garret's API, the Nix binary cache),
- * each translating requests into typed domain calls. Errors from every one of them are answered
+ * each translating requests into typed domain calls, and the browser dashboard (dashboard.ts). Errors from every one of them are answered
  * here, in one shape. The /_api routes are mounted before the binary cache's /:cache ones.
  */
 export function buildApp(g: Garret, ops: OpsOptions = { metricsToken: null }) {
@@ -26,7 +27,7 @@ export function buildApp(g: Garret, ops: OpsOptions = { metricsToken: null }) {
       return toResponse(error);
     })
     .use(opsRoutes(g, ops))
-    .get("/", () => text("garret: a Nix binary cache. See /<cache>/nix-cache-info.\n", "text/plain"))
+    .use(dashboardRoutes())
     .use(atticApiRoutes(g))
     .use(garretApiRoutes(g))
     .use(binaryCacheRoutes(g));
