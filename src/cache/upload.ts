@@ -127,14 +127,14 @@ async function ingestAndCommit(
   try {
     // Decoding stops at the claimed size: a bomb costs no more than an honest NAR of that size.
     const nar = decodeContent(body, contentEncoding, info.narSize);
-    staged = await ingestNar(g, nar, { narHash: info.narHash, narSize: info.narSize }, g.ingest);
+    staged = await ingestNar(g, nar, { narHash: info.narHash, narSize: info.narSize, maxSize: info.narSize }, g.ingest);
   } catch (err) {
     if (err instanceof DecodeError) {
       if (err.reason === "limit") throw new GarretError("SizeMismatch", `NAR is larger than the claimed nar_size ${info.narSize}`);
       throw new GarretError("InvalidEncoding", err.message);
     }
     if (err instanceof UploadRejected) {
-      const code = ({ hash: "HashMismatch", size: "SizeMismatch", structure: "InvalidNar" } as const)[err.reason];
+      const code = ({ hash: "HashMismatch", file: "HashMismatch", size: "SizeMismatch", structure: "InvalidNar" } as const)[err.reason];
       throw new GarretError(code, err.message);
     }
     if (err instanceof StorageError) throw new GarretError("StorageError", `storage failed, nothing was stored: ${err.message}`);

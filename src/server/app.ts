@@ -9,6 +9,8 @@ import { opsRoutes, type OpsOptions } from "./ops.ts";
 import { noteRefusal } from "./request-log.ts";
 import { GarretError } from "../errors.ts";
 import { StorageError } from "../store/storage.ts";
+import { binaryCacheWriteRoutes } from "./binary-cache-write.ts";
+import { NativePush } from "../cache/native-push.ts";
 
 export { errorResponse };
 
@@ -18,6 +20,7 @@ export { errorResponse };
  * here, in one shape. The /_api routes are mounted before the binary cache's /:cache ones.
  */
 export function buildApp(g: Garret, ops: OpsOptions = { metricsToken: null }) {
+  const push = new NativePush(g);
   return new Elysia()
     .onError({ as: "global" }, ({ error, code, request }) => {
       if (code === "NOT_FOUND") return errorResponse(404, "NotFound", "No such endpoint.");
@@ -30,7 +33,8 @@ export function buildApp(g: Garret, ops: OpsOptions = { metricsToken: null }) {
     .use(dashboardRoutes())
     .use(atticApiRoutes(g))
     .use(garretApiRoutes(g))
-    .use(binaryCacheRoutes(g));
+    .use(binaryCacheRoutes(g, push))
+    .use(binaryCacheWriteRoutes(g, push));
 }
 
 /** Which part failed, for the error counter: storage backends and database drivers name their errors. */

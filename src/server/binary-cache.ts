@@ -7,6 +7,7 @@ import { narInfo, nixCacheInfo, openCacheNar, type NarAnswer } from "../cache/pa
 import { callerOf } from "./auth.ts";
 import { HEAD_MARKER } from "./head.ts";
 import { text } from "./responses.ts";
+import type { NativePush } from "../cache/native-push.ts";
 
 /**
  * Cache-Control: a NAR's URL names its content, so it never changes; narinfos and nix-cache-info
@@ -54,7 +55,7 @@ function narResponse(answer: NarAnswer, publicCache: boolean): Response {
 }
 
 /** The Nix binary cache protocol: what stock Nix reads under /<cache>/. */
-export function binaryCacheRoutes(g: Garret) {
+export function binaryCacheRoutes(g: Garret, push?: NativePush) {
   return new Elysia({ name: "binary-cache" })
     .get("/:cache/nix-cache-info", async ({ request, params }) => {
       const cache = await authorize(g, await callerOf(g, request), params.cache, "pull");
@@ -72,6 +73,11 @@ export function binaryCacheRoutes(g: Garret) {
     })
     .get("/:cache/nar/:file", async ({ request, params }) => {
       const head = request.headers.has(HEAD_MARKER);
+      if (head && push) {
+        // A NAR staged by a native PUT: Nix asks before sending it, and need not send it twice.
+        const staged = await push.isStaged(await callerOf(g, request), params.cache, params.file);
+        if (staged) return new Response(null, { headers: { ...NAR_HEADERS, "content-length": String(staged.size) } });
+      }
       const answer = await openCacheNar(g, await callerOf(g, request), params.cache, params.file,
         request.headers.get("range"), head);
       return narResponse(answer, await isPublic(g, params.cache));

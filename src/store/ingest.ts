@@ -35,9 +35,21 @@ export const DEFAULT_INGEST: Omit<IngestOptions, "chunking"> = {
 
 /** Why an upload was refused: the NAR's size, hash or structure is not what was claimed. */
 export class UploadRejected extends Error {
-  constructor(readonly reason: "size" | "hash" | "structure", message: string) {
+  constructor(readonly reason: "size" | "hash" | "file" | "structure", message: string) {
     super(message);
   }
+}
+
+/**
+ * What an upload claims: its NAR's hash and size (Attic's upload-path), or nothing (a native PUT,
+ * measured as it streams, up to `maxSize`). `check` runs once the whole body is read and before
+ * anything is kept: a native PUT compares the hash of the bytes as sent with its file name there.
+ */
+export interface Expected {
+  narHash: Uint8Array | null;
+  narSize: number | null;
+  maxSize: number;
+  check?: () => Promise<void> | void;
 }
 
 /** A NAR whose bytes are durable in storage but not yet visible in any cache. */
@@ -192,15 +204,18 @@ class PackHealth {
 export async function ingestNar(
   deps: { storage: Storage; meta: MetaStore },
   body: AsyncIterable<Uint8Array>,
-  expected: { narHash: Uint8Array; narSize: number },
+  expected: Expected,
   opts: IngestOptions,
 ): Promise<StagedNar> {
-  const sink: ChunkSink = expected.narSize <= opts.sharedPackBelow
+  // Measuring (nothing claimed, a native PUT): the size is unknown until the end, so the NAR is
+  // chunked and written to packs of its own, and whatever it hashes to is what it is.
+  const limit = expected.narSize ?? expected.maxSize;
+  const sink: ChunkSink = expected.narSize !== null && expected.narSize <= opts.sharedPackBelow
     ? new SharedPackSink(packBatcherFor(deps.storage, deps.meta, opts.packSizeLimit))
     : new PackSink(deps.storage, deps.meta, opts.packSizeLimit);
   const narHasher = new Bun.CryptoHasher("sha256");
   const validator = new NarValidator();
-  const whole = expected.narSize < opts.wholeNarThreshold;
+  const whole = expected.narSize !== null && expected.narSize < opts.wholeNarThreshold;
   const chunker = whole ? null : new Chunker(opts.chunking);
   // A whole NAR is kept as the one piece it usually arrives in (see uploadBody), or assembled.
   let wholePieces: Uint8Array[] | null = whole ? [] : null;
@@ -212,6 +227,7 @@ export async function ingestNar(
   let narSize = 0;
   let dedupBytes = 0;
   let storedBytes = 0;
+  let narHashHex = "";
 
   const flushOne = async (): Promise<void> => {
     const job = inflight.shift()!;
@@ -250,8 +266,10 @@ export async function ingestNar(
 
   try {
     for await (const buf of body) {
-      if (narSize + buf.length > expected.narSize) {
-        throw new UploadRejected("size", `NAR is larger than the claimed nar_size ${expected.narSize}`);
+      if (narSize + buf.length > limit) {
+        throw new UploadRejected("size", expected.narSize === null
+          ? `NAR is larger than the ${limit} bytes allowed`
+          : `NAR is larger than the claimed nar_size ${expected.narSize}`);
       }
       validator.push(buf);
       narHasher.update(buf);
@@ -259,14 +277,16 @@ export async function ingestNar(
       narSize += buf.length;
       if (chunker) for (const c of chunker.push(buf)) await handleChunk(c);
     }
-    if (narSize !== expected.narSize) {
+    if (expected.narSize !== null && narSize !== expected.narSize) {
       throw new UploadRejected("size", `NAR is ${narSize} bytes but nar_size claims ${expected.narSize}`);
     }
     validator.finish();
     const actual = narHasher.digest() as Uint8Array;
-    if (!Buffer.from(actual).equals(Buffer.from(expected.narHash))) {
+    if (expected.narHash && !Buffer.from(actual).equals(Buffer.from(expected.narHash))) {
       throw new UploadRejected("hash", `NAR hash mismatch: claimed sha256:${toHex(expected.narHash)}, got sha256:${toHex(actual)}`);
     }
+    narHashHex = toHex(actual);
+    if (expected.check) await expected.check();
     if (chunker) for (const c of chunker.finish()) await handleChunk(c);
     if (wholePieces && narSize > 0) {
       // The body's pieces are fresh buffers, never reused by the reader: one is kept as it is.
@@ -285,7 +305,7 @@ export async function ingestNar(
   }
 
   return {
-    narHash: toHex(expected.narHash), narSize, chunkHashes, newChunks, packs: sink.packs, dedupBytes, storedBytes,
+    narHash: narHashHex, narSize, chunkHashes, newChunks, packs: sink.packs, dedupBytes, storedBytes,
   };
 }
 

@@ -1,0 +1,207 @@
+import { GarretError } from "../errors.ts";
+import { decodeBase32, encodeBase32 } from "../nix/base32.ts";
+import { formatNixBase32, parseSha256 } from "../nix/hash.ts";
+import { parseNarInfo } from "../nix/narinfo.ts";
+import { NixFormatError } from "../nix/errors.ts";
+import { signFingerprint } from "../nix/signing.ts";
+import { isValidStorePathHash } from "../nix/store-path.ts";
+import { CacheChanged, type CacheRecord } from "../db/types.ts";
+import { DecodeError, decodeContent } from "../store/compression.ts";
+import { discardStaged, ingestNar, UploadRejected, type StagedNar } from "../store/ingest.ts";
+import { StorageError } from "../store/storage.ts";
+import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
+import type { Garret } from "./context.ts";
+import { cacheKey } from "./keys.ts";
+import { objectFingerprint } from "./paths.ts";
+
+/** `[upload]` settings: how much a token may hold staged, and for how long. */
+export interface UploadLimits {
+  stagingQuota: number; // bytes of NAR per token
+  stagingTtlMs: number;
+}
+
+export const DEFAULT_UPLOAD: UploadLimits = { stagingQuota: 10 * 1024 ** 3, stagingTtlMs: 3600_000 };
+
+/** File names Nix's HTTP binary cache store PUTs a NAR under, and the encoding of each. */
+const NAR_PUT = /^([0-9a-df-np-sv-z]{52})\.nar(\.xz|\.zst|\.bz2|\.br)?$/;
+const ENCODING_OF: Record<string, string | null> = { "": "identity", ".zst": "zstd", ".br": "br", ".xz": null, ".bz2": null };
+
+/** A NAR received by a native PUT and not yet named by a narinfo: visible to no one. */
+interface Staged {
+  cache: CacheRecord;
+  owner: string;
+  nar: StagedNar;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const bad = (code: "InvalidNarInfo" | "InvalidStorePath" | "NoSuchObject", msg: string): GarretError => new GarretError(code, msg);
+
+/**
+ * Nix's own HTTP binary cache store as an uploader: a NAR PUT is measured and staged (its bytes
+ * durable, private to that cache, counted against the sender's quota, dropped after the TTL),
+ * and a narinfo PUT naming it is validated against what the NAR really was, then published
+ * signed with the cache's key through the same commit as Attic's upload-path.
+ *
+ * Staging lives in this process's memory: a restart forgets it, and the packs left pending are
+ * the collector's, like a crashed upload's.
+ */
+export class NativePush {
+  private readonly staged = new Map<string, Staged>();
+  private readonly used = new Map<string, number>();
+
+  constructor(private readonly g: Garret, private readonly limits: UploadLimits = DEFAULT_UPLOAD) {}
+
+  private key(cache: CacheRecord, file: string): string {
+    return `${cache.id}/${file}`;
+  }
+
+  private ownerOf(caller: Caller): string {
+    return claimsOf(caller)?.sub ?? "";
+  }
+
+  /** `PUT /<cache>/nar/<filehash>.nar[.ext]`. */
+  async putNar(caller: Caller, cacheName: string, file: string, body: AsyncIterable<Uint8Array>): Promise<void> {
+    const cache = await authorize(this.g, caller, cacheName, "push");
+    const m = NAR_PUT.exec(file);
+    if (!m) throw bad("InvalidNarInfo", `${file} is not a NAR file name (<nix-base32 sha256>.nar[.xz|.zst|.bz2|.br])`);
+    const encoding = ENCODING_OF[m[2] ?? ""];
+    if (!encoding) throw new GarretError("UnsupportedEncoding", `${m[2]} NARs are not supported yet`);
+    let claimed: Uint8Array;
+    try {
+      claimed = decodeBase32(m[1]!);
+    } catch {
+      throw bad("InvalidNarInfo", `${file}: the file hash is not nix-base32`);
+    }
+    const owner = this.ownerOf(caller);
+    const room = this.limits.stagingQuota - (this.used.get(owner) ?? 0);
+    if (room <= 0) throw new GarretError("Forbidden", "the staging quota of this token is used up; push narinfos or wait for staged NARs to expire");
+
+    const fileHasher = new Bun.CryptoHasher("sha256");
+    async function* hashed(): AsyncGenerator<Uint8Array> {
+      for await (const b of body) {
+        fileHasher.update(b);
+        yield b;
+      }
+    }
+    const check = (): void => {
+      const actual = fileHasher.digest() as Uint8Array;
+      if (!Buffer.from(actual).equals(Buffer.from(claimed))) {
+        throw new UploadRejected("file", `the body hashes to sha256:${encodeBase32(actual)}, not the ${m[1]} its name claims`);
+      }
+    };
+    let nar: StagedNar;
+    try {
+      nar = await ingestNar(this.g, decodeContent(hashed(), encoding, room), { narHash: null, narSize: null, maxSize: room, check }, this.g.ingest);
+    } catch (err) {
+      throw asUploadError(err, room);
+    }
+    const k = this.key(cache, file);
+    const previous = this.staged.get(k);
+    if (previous) this.drop(k, previous);
+    this.used.set(owner, (this.used.get(owner) ?? 0) + nar.narSize);
+    const entry: Staged = { cache, owner, nar, timer: setTimeout(() => this.expire(k), this.limits.stagingTtlMs) };
+    entry.timer.unref?.();
+    this.staged.set(k, entry);
+  }
+
+  /** Whether `nar/<file>` is staged for this cache (HEAD answers 200 so Nix skips the PUT). */
+  async isStaged(caller: Caller, cacheName: string, file: string): Promise<{ size: number } | null> {
+    const cache = await authorize(this.g, caller, cacheName, "pull");
+    const s = this.staged.get(this.key(cache, file));
+    return s ? { size: s.nar.narSize } : null;
+  }
+
+  /** How many NARs are staged for a cache (tests and the operator's view). */
+  stagedCount(cacheId: number): number {
+    let n = 0;
+    for (const s of this.staged.values()) if (s.cache.id === cacheId) n++;
+    return n;
+  }
+
+  private drop(k: string, s: Staged): void {
+    clearTimeout(s.timer);
+    this.staged.delete(k);
+    this.used.set(s.owner, Math.max(0, (this.used.get(s.owner) ?? 0) - s.nar.narSize));
+  }
+
+  private expire(k: string): void {
+    const s = this.staged.get(k);
+    if (!s) return;
+    this.drop(k, s);
+    void discardStaged(this.g, s.nar).catch(() => {});
+  }
+
+  /** Drops every staged NAR past its time now (the TTL timers do it too; tests call this). */
+  expireAll(): void {
+    for (const k of [...this.staged.keys()]) this.expire(k);
+  }
+
+  /** `PUT /<cache>/<hash>.narinfo`: validated against its staged NAR, then published. */
+  async putNarInfo(caller: Caller, cacheName: string, hashPart: string, text: string): Promise<void> {
+    const cache = await authorize(this.g, caller, cacheName, "push");
+    if (!isValidStorePathHash(hashPart)) throw bad("InvalidStorePath", `${hashPart} is not a store path hash`);
+    let info;
+    try {
+      info = parseNarInfo(text, cache.storeDir);
+    } catch (err) {
+      if (err instanceof NixFormatError) throw bad("InvalidNarInfo", err.message);
+      throw err;
+    }
+    const base = info.storePath.slice(cache.storeDir.length + 1);
+    if (!base.startsWith(`${hashPart}-`)) throw bad("InvalidStorePath", `StorePath ${info.storePath} does not match ${hashPart}.narinfo`);
+    const urlFile = /^nar\/([^/]+)$/.exec(info.url)?.[1];
+    const k = urlFile ? this.key(cache, urlFile) : "";
+    const s = this.staged.get(k);
+    if (!s) throw bad("NoSuchObject", `URL ${info.url} names no NAR staged for this cache`);
+    const narHash = Buffer.from(parseSha256(info.narHash)).toString("hex");
+    if (narHash !== s.nar.narHash) {
+      throw new GarretError("HashMismatch", `NarHash ${info.narHash} is not the staged NAR's sha256:${formatNixBase32(Buffer.from(s.nar.narHash, "hex"))}`);
+    }
+    if (info.narSize !== s.nar.narSize) throw new GarretError("SizeMismatch", `NarSize ${info.narSize} is not the staged NAR's ${s.nar.narSize}`);
+    if (info.fileHash !== undefined && info.fileHash !== `sha256:${urlFile!.split(".")[0]}`) {
+      throw new GarretError("HashMismatch", `FileHash ${info.fileHash} does not match the URL ${info.url}`);
+    }
+    // The cache never serves a path without its closure: every reference is there already, or is the path itself.
+    const others = info.references.filter((r) => r !== base).map((r) => r.slice(0, 32));
+    for (const h of others) {
+      if (!(await this.g.meta.getObject(cache.id, h))) throw bad("InvalidNarInfo", `reference ${h} is not in cache ${cache.name}; push it first`);
+    }
+
+    const { secret: key, publicKey } = cacheKey(cache);
+    const serverSig = await signFingerprint(key, objectFingerprint(cache, {
+      storePath: info.storePath, narHash: s.nar.narHash, narSize: s.nar.narSize, references: info.references,
+    }));
+    this.drop(k, s);
+    try {
+      await this.g.meta.commitUpload({
+        packs: s.nar.packs, newChunks: s.nar.newChunks, chunkHashes: s.nar.chunkHashes,
+        narHash: s.nar.narHash, narSize: s.nar.narSize, cache,
+        object: {
+          storePathHash: hashPart, storePath: info.storePath, references: info.references,
+          system: info.system ?? null, deriver: info.deriver ?? null, ca: info.ca ?? null,
+          // The client's own signatures are dropped: see the README (native pushes).
+          sigs: [],
+          serverSig, serverSigKey: publicKey, createdBy: claimsOf(caller)?.sub ?? null,
+        },
+      });
+    } catch (err) {
+      await discardStaged(this.g, s.nar);
+      if (err instanceof CacheChanged) throw noSuchCache();
+      throw err;
+    }
+  }
+}
+
+function asUploadError(err: unknown, room: number): unknown {
+  if (err instanceof DecodeError) {
+    return err.reason === "limit"
+      ? new GarretError("SizeMismatch", `NAR is larger than the ${room} bytes this token may still stage`)
+      : new GarretError("InvalidEncoding", err.message);
+  }
+  if (err instanceof UploadRejected) {
+    const code = ({ hash: "HashMismatch", file: "HashMismatch", size: "SizeMismatch", structure: "InvalidNar" } as const)[err.reason];
+    return new GarretError(code, err.message);
+  }
+  if (err instanceof StorageError) return new GarretError("StorageError", `storage failed, nothing was stored: ${err.message}`);
+  return err;
+}

@@ -1,0 +1,40 @@
+import { Elysia } from "elysia";
+import { GarretError } from "../errors.ts";
+import type { Garret } from "../cache/context.ts";
+import { authorize } from "../cache/access.ts";
+import { NativePush } from "../cache/native-push.ts";
+import { callerOf } from "./auth.ts";
+import { uploadBody } from "./body.ts";
+
+const MAX_NARINFO = 1024 * 1024;
+
+/**
+ * What Nix's HTTP binary cache store writes (`nix copy --to http://host/<cache>`): NAR PUTs
+ * staged, narinfo PUTs validated and published, nix-cache-info PUTs ignored. Push on the cache is
+ * needed for each; a private cache the caller cannot see answers as a missing one.
+ */
+export function binaryCacheWriteRoutes(g: Garret, push: NativePush = new NativePush(g)) {
+  return new Elysia({ name: "binary-cache-write" })
+    .put("/:cache/nix-cache-info", async ({ request, params }) => {
+      // The cache's settings stay the server's; Nix writes this when its GET found none.
+      await authorize(g, await callerOf(g, request), params.cache, "push");
+      await request.body?.cancel();
+      return new Response(null, { status: 204 });
+    })
+    .put("/:cache/nar/:file", async ({ request, params }) => {
+      const caller = await callerOf(g, request);
+      await push.putNar(caller, params.cache, params.file, await uploadBody(request));
+      return new Response(null, { status: 204 });
+    })
+    .put("/:cache/:file", async ({ request, params }) => {
+      const m = /^([0-9a-z]+)\.narinfo$/.exec(params.file);
+      if (!m) throw new GarretError("NoSuchObject", "The requested object does not exist.");
+      const caller = await callerOf(g, request);
+      const length = Number(request.headers.get("content-length") ?? 0);
+      if (length > MAX_NARINFO) throw new GarretError("InvalidNarInfo", "a narinfo is at most 1 MiB");
+      const text = await request.text();
+      if (text.length > MAX_NARINFO) throw new GarretError("InvalidNarInfo", "a narinfo is at most 1 MiB");
+      await push.putNarInfo(caller, params.cache, m[1]!, text);
+      return new Response(null, { status: 204 });
+    });
+}
