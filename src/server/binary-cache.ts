@@ -76,7 +76,7 @@ export function binaryCacheRoutes(g: Garret, push?: NativePush) {
       if (head && push) {
         // A NAR staged by a native PUT: Nix asks before sending it, and need not send it twice.
         const staged = await push.isStaged(await callerOf(g, request), params.cache, params.file);
-        if (staged) return new Response(null, { headers: { ...NAR_HEADERS, "content-length": String(staged.size) } });
+        if (staged) return new Response(null, { headers: { "content-type": "application/x-nix-nar", "cache-control": "no-store", "content-length": String(staged.size) } });
       }
       const answer = await openCacheNar(g, await callerOf(g, request), params.cache, params.file,
         request.headers.get("range"), head);
