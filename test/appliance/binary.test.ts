@@ -7,6 +7,7 @@ import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildClosure, deleteClosure, narOf, requireNix, run, runOk, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { BUN, REPO, startServer, type TestServer } from "../helpers/server.ts";
+import { pageWeight } from "../helpers/dashboard.ts";
 
 requireNix();
 
@@ -63,4 +64,15 @@ test("the binary ignores a .env and a bunfig.toml in its working directory", () 
   expect(r.code).toBe(0);
   expect(r.stdout).toContain('listen = "127.0.0.1:8080"');
   expect(r.stdout).not.toContain("10.9.8.7");
+});
+
+test("the binary serves the dashboard, started outside the checkout (issue 14, acceptance 3)", async () => {
+  const page = await fetch(`${server.url}/`, { headers: { accept: "text/html" } });
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain('<main id="main"');
+  const { total, assets } = await pageWeight(server.url);
+  expect(assets.some((a) => a.endsWith(".js"))).toBe(true);
+  expect(total).toBeLessThanOrEqual(200 * 1024);
+  const cache = await fetch(`${server.url}/bin-cache/`, { headers: { accept: "text/html" } });
+  expect(await cache.text()).toContain(assets[0]!);
 });
