@@ -24,7 +24,7 @@ export const DEFAULT_UPLOAD: UploadLimits = { stagingQuota: 10 * 1024 ** 3, stag
 
 /** File names Nix's HTTP binary cache store PUTs a NAR under, and the encoding of each. */
 const NAR_PUT = /^([0-9a-df-np-sv-z]{52})\.nar(\.xz|\.zst|\.bz2|\.br)?$/;
-const ENCODING_OF: Record<string, string | null> = { "": "identity", ".zst": "zstd", ".br": "br", ".xz": null, ".bz2": null };
+const ENCODING_OF: Record<string, string> = { "": "identity", ".zst": "zstd", ".br": "br", ".xz": "xz", ".bz2": "bzip2" };
 
 /** A NAR received by a native PUT and not yet named by a narinfo: visible to no one. */
 interface Staged {

@@ -1,5 +1,7 @@
 import zlib from "node:zlib";
-import { pipeline, Readable, type Duplex } from "node:stream";
+import { PassThrough, pipeline, Readable, type Duplex } from "node:stream";
+import { XzReadableStream } from "xz-decompress";
+import unbzip2 from "unbzip2-stream";
 import type { Compression } from "../db/types.ts";
 
 export const COMPRESSIONS: readonly Compression[] = ["zstd", "br", "none"];
@@ -54,12 +56,63 @@ export function decompressChunk(data: Uint8Array, c: Compression): Uint8Array {
   }
 }
 
-/** Content-Encodings an uploader may use for the NAR body. */
-const DECODERS: Record<string, () => NodeJS.ReadWriteStream> = {
-  zstd: () => zlib.createZstdDecompress(),
-  br: () => zlib.createBrotliDecompress(),
-  gzip: () => zlib.createGunzip(),
-  deflate: () => zlib.createInflate(),
+/** A running decoder: its output, and how to stop it early (a bomb, a failed upload). */
+interface Decoding {
+  output: AsyncIterable<Uint8Array>;
+  stop(): void;
+}
+
+/** Node-style transform (zlib, unbzip2-stream) fed from the body; errors of either end it. */
+function nodeDecoder(make: () => NodeJS.ReadWriteStream) {
+  return (source: AsyncIterable<Uint8Array>): Decoding => {
+    const stream = pipeline(Readable.from(source, { objectMode: false }), make() as unknown as Duplex, () => {});
+    // A zlib transform never yields strings: it has no encoding set.
+    return { output: stream as AsyncIterable<Uint8Array>, stop: () => stream.destroy() };
+  };
+}
+
+/**
+ * xz: XZ Embedded compiled to WebAssembly (xz-decompress, from HTTP Toolkit): a streaming
+ * decoder with a fixed-size window, no native addon to build, where the pure-JS LZMA ports buffer
+ * the whole output and liblzma bindings need a compiled module per platform.
+ */
+function xzDecoder(source: AsyncIterable<Uint8Array>): Decoding {
+  // Bun has ReadableStream.from (its type declarations lag behind).
+  const from = (ReadableStream as unknown as { from(it: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> }).from;
+  const stream = new XzReadableStream(from.call(ReadableStream, source));
+  const reader = stream.getReader();
+  async function* output(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  }
+  return { output: output(), stop: () => void reader.cancel().catch(() => {}) };
+}
+
+/** unbzip2-stream is an old-style `through` stream: piped by hand, its errors passed on. */
+function bzip2Decoder(source: AsyncIterable<Uint8Array>): Decoding {
+  const input = Readable.from(source, { objectMode: false });
+  const bz = unbzip2();
+  const out = new PassThrough();
+  input.on("error", (err) => out.destroy(err));
+  bz.on("error", (err: Error) => out.destroy(err));
+  input.pipe(bz).pipe(out);
+  return { output: out, stop: () => { out.destroy(); bz.destroy(); input.destroy(); } };
+}
+
+/**
+ * Decoders for an uploader's Content-Encoding, and for the compressions Nix writes NARs in.
+ * bzip2 is unbzip2-stream: pure JS, streaming block by block (at most one 900 kB block held).
+ */
+const DECODERS: Record<string, (source: AsyncIterable<Uint8Array>) => Decoding> = {
+  zstd: nodeDecoder(() => zlib.createZstdDecompress()),
+  br: nodeDecoder(() => zlib.createBrotliDecompress()),
+  gzip: nodeDecoder(() => zlib.createGunzip()),
+  deflate: nodeDecoder(() => zlib.createInflate()),
+  xz: xzDecoder,
+  bzip2: bzip2Decoder,
 };
 
 export function isSupportedContentEncoding(encoding: string): boolean {
@@ -87,11 +140,11 @@ export function decodeContent(body: AsyncIterable<Uint8Array>, encoding: string,
   if (encoding === "" || encoding === "identity") return body;
   const make = DECODERS[encoding];
   if (!make) throw new Error(`unsupported Content-Encoding ${encoding}`);
-  return decoded(body, make(), encoding, limit);
+  return decoded(body, make, encoding, limit);
 }
 
 async function* decoded(
-  body: AsyncIterable<Uint8Array>, decoder: NodeJS.ReadWriteStream, encoding: string, limit: number,
+  body: AsyncIterable<Uint8Array>, open: (source: AsyncIterable<Uint8Array>) => Decoding, encoding: string, limit: number,
 ): AsyncGenerator<Uint8Array> {
   // An error of the body itself (the client went away) is not a corrupt encoding: kept apart.
   let sourceError: unknown = null;
@@ -103,19 +156,18 @@ async function* decoded(
       throw err;
     }
   }
-  const stream = pipeline(Readable.from(source(), { objectMode: false }), decoder as unknown as Duplex, () => {});
+  const decoding = open(source());
   let total = 0;
   try {
-    // A zlib transform never yields strings: it has no encoding set.
-    for await (const piece of stream as AsyncIterable<Uint8Array>) {
+    for await (const piece of decoding.output) {
       total += piece.length;
       if (total > limit) throw new DecodeError("limit", `the ${encoding} body decodes to more than ${limit} bytes`);
       yield piece;
     }
   } catch (err) {
     if (err instanceof DecodeError || sourceError !== null) throw err;
-    throw new DecodeError("corrupt", `the body is not valid ${encoding}: ${(err as Error).message}`);
+    throw new DecodeError("corrupt", `the body is not valid ${encoding}: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
-    stream.destroy();
+    decoding.stop();
   }
 }

@@ -31,7 +31,7 @@ beforeAll(async () => {
   netrcs.push = netrcFor(mintToken(server.dataDir, "--pull", "cp-*", "--push", "cp-*"));
   netrcs.pull = netrcFor(mintToken(server.dataDir, "--pull", "cp-*"));
   netrcs.other = netrcFor(mintToken(server.dataDir, "--pull", "other-*", "--push", "other-*"));
-  for (const c of ["cp-zstd", "cp-none", "cp-br", "cp-deny", "cp-bad", "other-x"]) keys[c] = await createCache(server.url, admin, c);
+  for (const c of ["cp-xz", "cp-zstd", "cp-none", "cp-bzip2", "cp-br", "cp-deny", "cp-bad", "other-x"]) keys[c] = await createCache(server.url, admin, c);
 });
 
 afterAll(async () => {
@@ -57,18 +57,19 @@ function nixCopy(url: string, netrc: string | null, top: string) {
 const hashOf = (p: string): string => p.slice("/nix/store/".length, "/nix/store/".length + 32);
 
 describe("nix copy --to http://…/<cache>", () => {
-  for (const compression of ["zstd", "none", "br"]) {
-    test(`?compression=${compression}: copied, substituted with only the cache's key, verified`, async () => {
+  // xz is what Nix writes when no compression is asked for.
+  for (const compression of ["xz", "zstd", "none", "bzip2", "br"]) {
+    test(`${compression === "xz" ? "default (xz)" : `?compression=${compression}`}: copied, substituted with only the cache's key, verified`, async () => {
       const cache = `cp-${compression}`;
       const top = buildChain(uniqueTag());
       const closure = closureOf(top);
       expect(closure.length).toBe(3);
       const nars = Object.fromEntries(closure.map((p) => [p, narOf(p)]));
-      const r = nixCopy(`${server.url}/${cache}?compression=${compression}`, netrcs.push!, top);
+      const r = nixCopy(compression === "xz" ? `${server.url}/${cache}` : `${server.url}/${cache}?compression=${compression}`, netrcs.push!, top);
       if (r.code !== 0) console.error(r.stderr);
       expect(r.code).toBe(0);
       // Through Nix's own store: NAR and narinfo PUTs, no Attic API.
-      const ext = { zstd: ".nar.zst", none: ".nar", br: ".nar.br" }[compression];
+      const ext = { xz: ".nar.xz", zstd: ".nar.zst", none: ".nar", bzip2: ".nar.bz2", br: ".nar.br" }[compression];
       expect(server.log().match(new RegExp(`PUT /${cache}/nar/[0-9a-z]{52}\\${ext} 204`, "g"))?.length).toBe(3);
       expect(server.log().match(new RegExp(`PUT /${cache}/[0-9a-z]{32}\\.narinfo 204`, "g"))?.length).toBe(3);
       // Served signed by the cache's key, and the client's signatures (none here) are not trusted blindly.
