@@ -7,8 +7,10 @@ import { parseDatabaseUrl } from "./open.ts";
 /** A copy that cannot start (target not empty, wrong engines): one line for the CLI. */
 export class CopyRefused extends Error {}
 
-/** Tables in the order their foreign keys need; upload leases and the SQLite collector lock are not state to move. */
-const TABLES = ["caches", "packs", "chunks", "nars", "nar_chunks", "objects", "pins"] as const;
+/** Tables in the order their foreign keys need; tables added later follow, by name. */
+const ORDER = ["caches", "packs", "chunks", "nars", "nar_chunks", "objects", "pins"];
+/** Not state to move: uploads in flight, the SQLite collector lock, the schema version (set by the migrations). */
+const SKIP = new Set(["upload_leases", "gc_lock", "schema_version"]);
 const BATCH = 2000;
 
 export interface CopyReport { tables: Record<string, number> }
@@ -29,6 +31,9 @@ export async function copyDatabase(from: string, to: string, log: (line: string)
   const db = new Database(src.path, { readonly: true });
   const pg = new SQL({ url: dst.url, max: 1 });
   const tables: Record<string, number> = {};
+  const names = (db.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[])
+    .map((r) => r.name).filter((n) => !SKIP.has(n));
+  const TABLES = [...ORDER.filter((t) => names.includes(t)), ...names.filter((t) => !ORDER.includes(t)).sort()];
   try {
     await pg.begin(async (tx) => {
       for (const t of TABLES) {

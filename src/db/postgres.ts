@@ -319,6 +319,16 @@ export class PostgresMetaStore implements MetaStore {
       FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = $1 AND c.state = 'valid'`, [hash]);
   }
 
+  async findChunks(hashes: string[]): Promise<Map<string, IndexedChunk>> {
+    const found = new Map<string, IndexedChunk>();
+    if (hashes.length === 0) return found;
+    const rows = await this.all<IndexedChunk & { hash: string }>(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size,
+        p.storage_key AS "packKey", c.pack_offset AS "offset", c.stored_size AS "storedSize"
+      FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ANY($1::text[]) AND c.state = 'valid'`, [hashes]);
+    for (const { hash, ...chunk } of rows) found.set(hash, chunk);
+    return found;
+  }
+
   async findNar(narHash: string): Promise<NarRecord | null> {
     const r = await this.one<{ id: number; nar_hash: string; nar_size: number; num_chunks: number; state: string }>(
       "SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = $1", [narHash]);

@@ -176,6 +176,9 @@ export class SqliteMetaStore implements MetaStore {
       findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
           c.stored_size AS storedSize
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ? AND c.state = 'valid'`),
+      findChunks: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
+          c.stored_size AS storedSize
+        FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?)) AND c.state = 'valid'`),
       chunkIdByHash: q("SELECT id, state, stored_size, compression FROM chunks WHERE chunk_hash = ?"),
       reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),
       findNar: q("SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = ?"),
@@ -368,6 +371,16 @@ export class SqliteMetaStore implements MetaStore {
 
   async findChunk(hash: string): Promise<IndexedChunk | null> {
     return (this.stmt.findChunk!.get(hash) as IndexedChunk | null) ?? null;
+  }
+
+  async findChunks(hashes: string[]): Promise<Map<string, IndexedChunk>> {
+    const found = new Map<string, IndexedChunk>();
+    if (hashes.length === 0) return found;
+    for (const r of this.stmt.findChunks!.all(JSON.stringify(hashes)) as (IndexedChunk & { hash: string })[]) {
+      const { hash, ...chunk } = r;
+      found.set(hash, chunk);
+    }
+    return found;
   }
 
   async findNar(narHash: string): Promise<NarRecord | null> {

@@ -228,6 +228,8 @@ export interface MetaStore extends DashboardReads {
 
   /** A valid chunk with this hash, or null (absent, or marked damaged). */
   findChunk(hash: string): Promise<IndexedChunk | null>;
+  /** The valid chunks among these hashes, in one statement (an upload asks for each piece's chunks at once). */
+  findChunks(hashes: string[]): Promise<Map<string, IndexedChunk>>;
   findNar(narHash: string): Promise<NarRecord | null>;
   narChunks(narId: number): Promise<ChunkLocation[]>;
 

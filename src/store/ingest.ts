@@ -242,7 +242,8 @@ export async function ingestNar(
   const packHealth = new PackHealth(deps.storage);
   // `owned`: the chunk's bytes are this upload's to keep (not a chunker view), and `knownHash` its
   // sha256 when already computed (a whole NAR's is the NAR hash, just verified).
-  const handleChunk = async (chunk: Uint8Array, owned = false, knownHash?: string): Promise<void> => {
+  // `known`: the index's answer for this chunk, looked up with the other chunks of its piece.
+  const handleChunk = async (chunk: Uint8Array, owned = false, knownHash?: string, known?: Map<string, IndexedChunk>): Promise<void> => {
     const hash = knownHash ?? sha256Hex(chunk);
     chunkHashes.push(hash);
     if (seenInUpload.has(hash)) {
@@ -250,7 +251,7 @@ export async function ingestNar(
       return;
     }
     seenInUpload.add(hash);
-    const indexed = await deps.meta.findChunk(hash);
+    const indexed = known ? known.get(hash) ?? null : await deps.meta.findChunk(hash);
     if (indexed && (await packHealth.holds(indexed))) {
       dedupBytes += chunk.length;
       return;
@@ -264,6 +265,14 @@ export async function ingestNar(
     if (inflight.length >= opts.compressionWindow) await flushOne();
   };
 
+  // The chunks one piece of the body completes are looked up in one query, not one each.
+  const handleChunks = async (chunks: Uint8Array[]): Promise<void> => {
+    if (chunks.length === 0) return;
+    const hashes = chunks.map((c) => sha256Hex(c));
+    const known = await deps.meta.findChunks([...new Set(hashes.filter((h) => !seenInUpload.has(h)))]);
+    for (let i = 0; i < chunks.length; i++) await handleChunk(chunks[i]!, false, hashes[i], known);
+  };
+
   try {
     for await (const buf of body) {
       if (narSize + buf.length > limit) {
@@ -275,7 +284,7 @@ export async function ingestNar(
       narHasher.update(buf);
       wholePieces?.push(buf);
       narSize += buf.length;
-      if (chunker) for (const c of chunker.push(buf)) await handleChunk(c);
+      if (chunker) await handleChunks(chunker.push(buf));
     }
     if (expected.narSize !== null && narSize !== expected.narSize) {
       throw new UploadRejected("size", `NAR is ${narSize} bytes but nar_size claims ${expected.narSize}`);
@@ -287,7 +296,7 @@ export async function ingestNar(
     }
     narHashHex = toHex(actual);
     if (expected.check) await expected.check();
-    if (chunker) for (const c of chunker.finish()) await handleChunk(c);
+    if (chunker) await handleChunks(chunker.finish());
     if (wholePieces && narSize > 0) {
       // The body's pieces are fresh buffers, never reused by the reader: one is kept as it is.
       const nar = wholePieces.length === 1 ? wholePieces[0]! : Buffer.concat(wholePieces, narSize);

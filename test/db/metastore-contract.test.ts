@@ -98,6 +98,9 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect(served).toMatchObject({ narId: r.narId, narSize: 50_000, fileSize: 5000, compression: "zstd", storePathHash: pathHash(1) });
       expect(await m.getObject(cache.id, pathHash(1))).toMatchObject({ narHash: commit.narHash, fileSize: 5000, references: [] });
       expect(await m.findChunk(commit.chunkHashes[0]!)).toMatchObject({ size: 1000, storedSize: 100, offset: 0 });
+      const batch = await m.findChunks([...commit.chunkHashes, hex(1, "absent")]);
+      expect(batch.size).toBe(50);
+      expect(batch.get(commit.chunkHashes[7]!)).toMatchObject({ size: 1000, storedSize: 100, offset: 700 });
       const asked = Array.from({ length: 10_000 }, (_, i) => pathHash(i));
       const missing = await m.missingPaths(cache.id, asked);
       expect(missing.length).toBe(9_999);
