@@ -6,6 +6,9 @@ import { DEFAULT_INGEST, type IngestOptions } from "./store/ingest.ts";
 import { COMPRESSIONS } from "./store/compression.ts";
 import { DEFAULT_PART_SIZE, type S3Settings } from "./store/s3.ts";
 import type { Compression } from "./db/types.ts";
+import { DURATION_HINT, parseDuration } from "./duration.ts";
+import { unknownKeys } from "./config-keys.ts";
+import { DEFAULT_GC, type GcOptions } from "./gc/config.ts";
 
 export type StorageConfig = { type: "local"; path: string } | ({ type: "s3" } & S3Settings);
 
@@ -18,6 +21,8 @@ export interface ServerConfig {
   ingest: IngestOptions;
   /** Metadata database: `url` is sqlite://… or postgres://…; `poolSize` is PostgreSQL's connections. */
   database: { url: string; poolSize: number };
+  /** The collector's settings, for `garret gc` and the periodic collection inside serve alike. */
+  gc: GcOptions;
   /** The file the settings came from, if any. */
   configFile: string | null;
   /** Request log lines: plain text (default) or one JSON object per line. */
@@ -39,6 +44,10 @@ export interface ServerFlags {
   compressionLevel?: string;
   databaseUrl?: string;
   logFormat?: string;
+  retention?: string;
+  gcGrace?: string;
+  gcInterval?: string;
+  compactThreshold?: string;
 }
 
 /** A setting with a bad value: names the key and the problem in one line. */
@@ -72,6 +81,18 @@ class Settings {
     const n = typeof raw === "number" ? raw : Number(raw);
     if (!Number.isFinite(n)) throw new ConfigError(`${key}: must be a number, got ${JSON.stringify(raw)}`);
     return n;
+  }
+
+  /** A duration in the one grammar (src/duration.ts); a bare TOML number is seconds. */
+  duration(key: string, envName: string, flag?: string): number | undefined {
+    const raw = flag ?? (this.env[envName] || undefined) ?? this.fromFile(key);
+    if (raw === undefined || raw === "") return undefined;
+    if (typeof raw !== "string" && typeof raw !== "number") throw new ConfigError(`${key}: expected ${DURATION_HINT}`);
+    try {
+      return parseDuration(raw, key);
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
   }
 
   bool(key: string, envName: string): boolean | undefined {
@@ -144,7 +165,7 @@ function storageSettings(s: Settings, dataDir: string): StorageConfig {
     partSize: DEFAULT_PART_SIZE,
     maxAttempts: s.number("storage.max-attempts", "GARRET_S3_MAX_ATTEMPTS") ?? 5,
     redirectTtl: s.bool("storage.download-redirect", "GARRET_S3_DOWNLOAD_REDIRECT")
-      ? s.number("storage.redirect-ttl", "GARRET_S3_REDIRECT_TTL") ?? 300 : 0,
+      ? s.duration("storage.redirect-ttl", "GARRET_S3_REDIRECT_TTL") ?? 300 : 0,
   };
 }
 
@@ -156,6 +177,18 @@ function databaseSettings(s: Settings, flags: ServerFlags, dataDir: string): { u
   return { url, poolSize };
 }
 
+/** `[gc]`: flags of serve/gc, GARRET_* variables, the file's keys, in that order. */
+function gcSettings(s: Settings, flags: ServerFlags): GcOptions {
+  const t = s.number("gc.compact-threshold", "GARRET_GC_COMPACT_THRESHOLD", flags.compactThreshold) ?? DEFAULT_GC.compactThreshold;
+  if (t < 0 || t > 1) throw new ConfigError(`gc.compact-threshold: expected a fraction 0..1, got ${t}`);
+  return {
+    defaultRetention: s.duration("gc.retention", "GARRET_RETENTION", flags.retention) ?? DEFAULT_GC.defaultRetention,
+    grace: s.duration("gc.grace", "GARRET_GC_GRACE", flags.gcGrace) ?? DEFAULT_GC.grace,
+    compactThreshold: t,
+    interval: s.duration("gc.interval", "GARRET_GC_INTERVAL", flags.gcInterval) ?? DEFAULT_GC.interval,
+  };
+}
+
 /** Which config file applies: --config, GARRET_CONFIG, ./garret.toml when present, else none. */
 export function configFilePath(flag: string | undefined, env = process.env): string | null {
   const explicit = flag ?? (env.GARRET_CONFIG || undefined);
@@ -165,7 +198,10 @@ export function configFilePath(flag: string | undefined, env = process.env): str
 
 export function serverConfig(flags: ServerFlags, env = process.env): ServerConfig {
   const configFile = configFilePath(flags.config, env);
-  const s = new Settings(readConfigFile(configFile), env);
+  const file = readConfigFile(configFile);
+  const unknown = unknownKeys(file);
+  if (unknown.length > 0) throw new ConfigError(`config file ${configFile}: ${unknown.join("; ")}`);
+  const s = new Settings(file, env);
   const dataDir = resolve(s.string("data-dir", "GARRET_DATA", flags.data) ?? DEFAULT_DATA_DIR);
   const listen = s.string("listen", "GARRET_LISTEN", flags.listen) ?? DEFAULT_LISTEN;
   parseListen(listen);
@@ -176,6 +212,7 @@ export function serverConfig(flags: ServerFlags, env = process.env): ServerConfi
     storage: storageSettings(s, dataDir),
     ingest: { ...DEFAULT_INGEST, chunking: DEFAULT_CHUNKING, ...compressionSettings(s, flags) },
     database: databaseSettings(s, flags, dataDir),
+    gc: gcSettings(s, flags),
     configFile,
     logFormat: logFormatSetting(s.string("log-format", "GARRET_LOG_FORMAT", flags.logFormat)),
     metricsToken: s.string("metrics.token", "GARRET_METRICS_TOKEN") || null,

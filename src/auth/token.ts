@@ -1,5 +1,6 @@
 import { SignJWT, jwtVerify, errors as joseErrors } from "jose";
 import { ATTIC_CLAIM, type CachePermissionClaims } from "./permissions.ts";
+import { parseDuration } from "../duration.ts";
 
 export interface TokenClaims {
   sub: string;
@@ -85,17 +86,9 @@ export class TokenAuthority {
 /** How many verified tokens the server remembers (the oldest is forgotten first). */
 const VERIFIED_TOKENS_KEPT = 4096;
 
-/** Parses validity like `30s`, `15m`, `12h`, `1d`, `2w`, `3mo`, `1y` into seconds. */
+/** Parses validity in the one duration grammar (src/duration.ts: 30s, 15m, 12h, 1d, 2w, 3mo, 1y) into seconds. */
 export function parseValidity(text: string): number {
-  const m = /^(\d+)\s*(s|sec|m|min|h|d|w|mo|months?|y|years?)$/.exec(text.trim());
-  if (!m) throw new Error(`invalid validity ${JSON.stringify(text)} (examples: 30m, 12h, 1d, 3mo, 1y)`);
-  const n = Number(m[1]);
-  const unit = m[2]!;
-  const seconds: Record<string, number> = {
-    s: 1, sec: 1, m: 60, min: 60, h: 3600, d: 86400, w: 604800,
-    mo: 2629746, month: 2629746, months: 2629746, y: 31556952, year: 31556952, years: 31556952,
-  };
-  const value = n * seconds[unit]!;
+  const value = parseDuration(text, "validity");
   if (value <= 0) throw new Error("validity must be positive");
   return value;
 }

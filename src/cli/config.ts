@@ -23,6 +23,10 @@ export function printableConfig(c: ServerConfig): Record<string, unknown> {
     compression: { type: c.ingest.compression, level: c.ingest.compressionLevel },
     storage,
     database: { url: c.database.url.replace(/\/\/([^:@/]*):[^@/]*@/, `//$1:${REDACTED}@`), "pool-size": c.database.poolSize },
+    gc: {
+      retention: c.gc.defaultRetention, grace: c.gc.grace,
+      "compact-threshold": c.gc.compactThreshold, interval: c.gc.interval,
+    },
   };
 }
 

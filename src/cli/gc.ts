@@ -1,7 +1,6 @@
 import { join } from "node:path";
 import { parseArgs } from "./args.ts";
-import { existsSync, readFileSync } from "node:fs";
-import { parse as parseToml } from "smol-toml";
+import { existsSync } from "node:fs";
 import { ConfigError, databasePath, serverConfig } from "../config.ts";
 import { openMetaStoreForCli } from "./database.ts";
 import { parseDatabaseUrl } from "../db/open.ts";
@@ -9,7 +8,7 @@ import type { MetaStore } from "../db/types.ts";
 import { openStorageForCli } from "./storage.ts";
 import type { Storage } from "../store/storage.ts";
 import { collectGarbage, GcBusyError, type GcReport } from "../gc/collect.ts";
-import { gcOptions, type GcOptions } from "../gc/config.ts";
+import type { GcOptions } from "../gc/config.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 export interface Maintenance {
@@ -20,16 +19,6 @@ export interface Maintenance {
   packSizeLimit: number;
 }
 
-/** `[gc]` of the config file, if there is one. */
-function gcTable(configFile: string | null): Record<string, unknown> {
-  if (!configFile) return {};
-  try {
-    return ((parseToml(readFileSync(configFile, "utf8")) as Record<string, unknown>).gc ?? {}) as Record<string, unknown>;
-  } catch {
-    return {}; // serverConfig has already reported an unreadable file
-  }
-}
-
 /**
  * Opens a data directory for offline maintenance (gc, fsck) the way `garret serve` would, from
  * --data DIR or --config FILE (the same TOML file serve reads). Safe while the server runs:
@@ -37,20 +26,18 @@ function gcTable(configFile: string | null): Record<string, unknown> {
  */
 export async function openMaintenance(values: Record<string, unknown>): Promise<Maintenance> {
   let config;
-  let gc: GcOptions;
   try {
     config = serverConfig({
       config: values.config as string | undefined, data: values.data as string | undefined,
       databaseUrl: values["database-url"] as string | undefined,
-    });
-    gc = gcOptions({
-      retention: values.retention as string | undefined, grace: values.grace as string | undefined,
+      retention: values.retention as string | undefined, gcGrace: values.grace as string | undefined,
       compactThreshold: values["compact-threshold"] as string | undefined,
-    }, process.env, gcTable(config.configFile));
+    });
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof Error) throw new UsageError(err.message);
+    if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
+  const gc = config.gc;
   const db = config.database.url;
   const parsed = db.startsWith("sqlite://") ? parseDatabaseUrl(db) : null;
   if (parsed?.engine === "sqlite" && !existsSync(parsed.path)) {

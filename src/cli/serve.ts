@@ -31,6 +31,7 @@ function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddre
       config: values.config, listen: values.listen, data: values.data, publicUrl: values["public-url"],
       compression: values.compression, compressionLevel: values["compression-level"], databaseUrl: values["database-url"],
       logFormat: values["log-format"],
+      retention: values.retention, gcGrace: values["gc-grace"], gcInterval: values["gc-interval"],
     });
     return { config, listen: parseListen(config.listen) };
   } catch (err) {
@@ -58,7 +59,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const tokens = new TokenAuthority(secret.secret);
   const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };
   const g: Garret = { meta, storage, tokens, ingest, publicUrl: "", narMemory, metrics: new Metrics() };
-  const collector = startCollector(g, config, argv, log);
+  const collector = startCollector(g, config, log);
   const running = startServer(g, listen, log, { logFormat: config.logFormat, metricsToken: config.metricsToken });
   g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${running.server.port}`).replace(/\/+$/, "");
   warnIfDataDirIsShared(config.dataDir, log);

@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { CACHE_NAME } from "../cache/access.ts";
-import { parseValidity } from "../auth/token.ts";
+import { parseDuration } from "../duration.ts";
 import type { Compression } from "../db/types.ts";
 
 /** Everything `garret setup` asks, as answered. Paths are absolute. */
@@ -80,8 +80,7 @@ export function checkCacheName(v: string): string | undefined {
 export function parseRetention(v: string): number {
   const t = v.trim().toLowerCase();
   if (t === "forever" || t === "never" || t === "") return 0;
-  if (/^\d+$/.test(t)) return Number(t);
-  return parseValidity(t);
+  return parseDuration(t, "gc.retention");
 }
 
 export function checkRetention(v: string): string | undefined {

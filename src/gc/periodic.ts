@@ -1,45 +1,21 @@
 import { join } from "node:path";
-import { readFileSync } from "node:fs";
-import { parseArgs } from "../cli/args.ts";
-import { parse as parseToml } from "smol-toml";
 import type { ServerConfig } from "../config.ts";
 import type { Garret } from "../cache/context.ts";
-import { UsageError } from "../cli/errors.ts";
 import { AccessTracker } from "./access.ts";
 import { collectGarbage, GcBusyError } from "./collect.ts";
-import { accessFlushInterval, gcOptions, type GcOptions } from "./config.ts";
+import { accessFlushInterval } from "./config.ts";
 
 /** Flags of garret serve that belong to the collector. */
 export const SERVE_GC_OPTIONS = {
   "gc-interval": { type: "string" }, retention: { type: "string" }, "gc-grace": { type: "string" },
 } as const;
 
-function serveGcOptions(argv: string[], config: ServerConfig): GcOptions {
-  const { values } = parseArgs({ args: argv, options: SERVE_GC_OPTIONS, strict: false });
-  let file: Record<string, unknown> = {};
-  if (config.configFile) {
-    try {
-      file = ((parseToml(readFileSync(config.configFile, "utf8")) as Record<string, unknown>).gc ?? {}) as Record<string, unknown>;
-    } catch {
-      // serverConfig already read this file; an unreadable one failed there
-    }
-  }
-  try {
-    return gcOptions({
-      interval: values["gc-interval"] as string | undefined, retention: values.retention as string | undefined,
-      grace: values["gc-grace"] as string | undefined,
-    }, process.env, file);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
 /**
  * Inside garret serve: batched access tracking, and a collection every `interval` seconds
  * (0 = never). A run that finds another collection holding the lock skips its turn.
  */
-export function startCollector(g: Garret, config: ServerConfig, argv: string[], log: (line: string) => void): { stop(): Promise<void> } {
-  const opts = serveGcOptions(argv, config);
+export function startCollector(g: Garret, config: ServerConfig, log: (line: string) => void): { stop(): Promise<void> } {
+  const opts = config.gc;
   const access = new AccessTracker(g.meta, accessFlushInterval());
   access.start();
   g.access = access;

@@ -1,0 +1,93 @@
+/**
+ * Every key the server's config file takes, with its GARRET_* variable and what it means. The
+ * loader (src/config.ts) reports any other key with the nearest known one; adding a setting is
+ * one row here plus its reading in serverConfig.
+ */
+export interface ConfigKey {
+  /** Full dotted key: `gc.retention` is `retention` in the `[gc]` table. */
+  key: string;
+  env?: string;
+  /** The flag of `garret serve` (and gc where it applies), without dashes. */
+  flag?: string;
+  doc: string;
+}
+
+export const CONFIG_KEYS: readonly ConfigKey[] = [
+  { key: "listen", env: "GARRET_LISTEN", flag: "listen", doc: "HOST:PORT to listen on" },
+  { key: "data-dir", env: "GARRET_DATA", flag: "data", doc: "data directory (database, token secret, local storage)" },
+  { key: "public-url", env: "GARRET_PUBLIC_URL", flag: "public-url", doc: "URL clients reach the server at" },
+  { key: "compression.type", env: "GARRET_COMPRESSION", flag: "compression", doc: "zstd, xz, br or none" },
+  { key: "compression.level", env: "GARRET_COMPRESSION_LEVEL", flag: "compression-level", doc: "compression level" },
+  { key: "storage.type", env: "GARRET_STORAGE_TYPE", doc: "local or s3" },
+  { key: "storage.path", env: "GARRET_STORAGE_PATH", doc: "local storage directory" },
+  { key: "storage.bucket", env: "GARRET_S3_BUCKET", doc: "S3 bucket" },
+  { key: "storage.endpoint", env: "GARRET_S3_ENDPOINT", doc: "S3 endpoint URL" },
+  { key: "storage.region", env: "GARRET_S3_REGION", doc: "S3 region" },
+  { key: "storage.prefix", env: "GARRET_S3_PREFIX", doc: "key prefix in the bucket, ending in /" },
+  { key: "storage.access-key-id", env: "GARRET_S3_ACCESS_KEY_ID", doc: "S3 access key id" },
+  { key: "storage.secret-access-key", env: "GARRET_S3_SECRET_ACCESS_KEY", doc: "S3 secret access key" },
+  { key: "storage.force-path-style", env: "GARRET_S3_FORCE_PATH_STYLE", doc: "path-style bucket URLs" },
+  { key: "storage.max-attempts", env: "GARRET_S3_MAX_ATTEMPTS", doc: "attempts per S3 request" },
+  { key: "storage.download-redirect", env: "GARRET_S3_DOWNLOAD_REDIRECT", doc: "redirect NAR downloads to presigned URLs" },
+  { key: "storage.redirect-ttl", env: "GARRET_S3_REDIRECT_TTL", doc: "lifetime of a presigned URL (duration)" },
+  { key: "database.url", env: "GARRET_DATABASE_URL", flag: "database-url", doc: "sqlite://PATH or postgres://…" },
+  { key: "database.pool-size", env: "GARRET_DATABASE_POOL_SIZE", doc: "PostgreSQL connections" },
+  { key: "log-format", env: "GARRET_LOG_FORMAT", flag: "log-format", doc: "request log lines: text or json" },
+  { key: "metrics.token", env: "GARRET_METRICS_TOKEN", doc: "token /metrics requires, if set" },
+  { key: "gc.retention", env: "GARRET_RETENTION", flag: "retention", doc: "default retention of caches on Global (duration; 0 keeps forever)" },
+  { key: "gc.grace", env: "GARRET_GC_GRACE", flag: "gc-grace", doc: "age of crash leftovers before they go (duration)" },
+  { key: "gc.compact-threshold", env: "GARRET_GC_COMPACT_THRESHOLD", flag: "compact-threshold", doc: "live fraction under which a pack is compacted" },
+  { key: "gc.interval", env: "GARRET_GC_INTERVAL", flag: "gc-interval", doc: "time between collections in serve (duration; 0 = off)" },
+];
+
+/** Edit distance, for did-you-mean. */
+export function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The nearest of `known` to `word`, if it is near enough to be a typo. */
+export function nearest(word: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = editDistance(word, k);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  if (best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3))) return best;
+  // A known key with a word glued on (listen-adress, storage.bucket-name) is the likely meaning.
+  return known.filter((k) => word.startsWith(k) && /[-_.]/.test(word[k.length] ?? ""))
+    .sort((a, b) => b.length - a.length)[0];
+}
+
+type Table = Record<string, unknown>;
+
+/** The full keys in a parsed file that no row above names ("listen-adress: unknown key; did you mean listen?"). */
+export function unknownKeys(file: Table): string[] {
+  const known = CONFIG_KEYS.map((k) => k.key);
+  const tables = new Set(known.filter((k) => k.includes(".")).map((k) => k.split(".")[0]!));
+  const problems: string[] = [];
+  const walk = (node: Table, prefix: string): void => {
+    for (const [name, value] of Object.entries(node)) {
+      const full = prefix + name;
+      if (value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Date) && tables.has(full)) {
+        walk(value as Table, `${full}.`);
+        continue;
+      }
+      if (known.includes(full)) continue;
+      const guess = nearest(full, known) ?? (prefix === "" ? nearest(name, [...tables]) : undefined);
+      problems.push(`${full}: unknown key${guess ? `; did you mean ${guess}?` : ""}`);
+    }
+  };
+  walk(file, "");
+  return problems;
+}
