@@ -1,16 +1,10 @@
 import { rmSync, statSync, writeFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "./args.ts";
 import { ConfigError, databasePath, parseListen, serverConfig, type ListenAddress, type ServerConfig } from "../config.ts";
-import { SqliteMetaStore } from "../db/sqlite.ts";
-import { openMetaStoreForCli } from "./database.ts";
-import { openStorageForCli } from "./storage.ts";
-import { TokenAuthority } from "../auth/token.ts";
-import { tokenSecret } from "../auth/secret.ts";
+import type { TokenAuthority } from "../auth/token.ts";
+import { listenError, openApp } from "./app.ts";
 import { shutdown, startServer } from "../server/serve.ts";
-import { Metrics } from "../cache/metrics.ts";
-import type { Garret } from "../cache/context.ts";
 import { UsageError } from "./errors.ts";
 import { SERVE_GC_OPTIONS, startCollector } from "../gc/periodic.ts";
 import { runsLong } from "./long-running.ts";
@@ -44,8 +38,6 @@ export async function serveCommand(argv: string[]): Promise<void> {
   runsLong();
   const { config, listen } = loadConfig(argv);
   const narMemory = narMemoryFromEnv();
-  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const storage = await openStorageForCli(config.storage);
   const writer = lineWriter((text) => process.stderr.write(text));
   const { flush } = writer;
   // With --log-format json every line is a JSON object: request lines are built as one, the
@@ -53,18 +45,20 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const log = config.logFormat === "json"
     ? (line: string) => writer.log(line.startsWith("{") ? line : JSON.stringify({ time: new Date().toISOString(), msg: line }))
     : writer.log;
-  const meta = await openMetaStoreForCli(config.database);
-  if (meta instanceof SqliteMetaStore) meta.checkpointInBackground(log);
-  const secret = await tokenSecret(config.dataDir);
-  const tokens = new TokenAuthority(secret.secret);
-  const ingest = { ...config.ingest, packSizeLimit: storage.preferredPackSize };
-  const g: Garret = { meta, storage, tokens, ingest, publicUrl: "", narMemory, metrics: new Metrics() };
+  const app = await openApp(config, listen, { narMemory, log });
+  const { g } = app;
   const collector = startCollector(g, config, log);
-  const running = startServer(g, listen, log, { logFormat: config.logFormat, metricsToken: config.metricsToken });
-  g.publicUrl = (config.publicUrl ?? `http://${listen.hostname}:${running.server.port}`).replace(/\/+$/, "");
+  let running;
+  try {
+    running = startServer(g, app.listen, log, { logFormat: config.logFormat, metricsToken: config.metricsToken });
+  } catch (err) {
+    await collector.stop();
+    await app.close();
+    throw listenError(err, app.listen);
+  }
   warnIfDataDirIsShared(config.dataDir, log);
-  if (secret.created) await handOverRootToken(tokens, g.publicUrl, config.dataDir, log);
-  log(`garret listening on http://${listen.hostname}:${running.server.port} (data: ${config.dataDir}, storage: ${storage.kind})`);
+  if (app.firstStart) await handOverRootToken(g.tokens, g.publicUrl, config.dataDir, log);
+  log(`garret listening on http://${app.listen.hostname}:${running.server.port} (data: ${config.dataDir}, storage: ${g.storage.kind})`);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -73,7 +67,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     log(`${signal}: shutting down`);
     await shutdown(running, SHUTDOWN_GRACE_MS, log);
     await collector.stop();
-    meta.close();
+    await app.close();
     log("stopped");
     flush();
     process.exit(0);

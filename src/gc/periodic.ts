@@ -3,7 +3,6 @@ import type { ServerConfig } from "../config.ts";
 import type { Garret } from "../cache/context.ts";
 import { AccessTracker } from "./access.ts";
 import { collectGarbage, GcBusyError } from "./collect.ts";
-import { accessFlushInterval } from "./config.ts";
 
 /** Flags of garret serve that belong to the collector. */
 export const SERVE_GC_OPTIONS = {
@@ -14,11 +13,10 @@ export const SERVE_GC_OPTIONS = {
  * Inside garret serve: batched access tracking, and a collection every `interval` seconds
  * (0 = never). A run that finds another collection holding the lock skips its turn.
  */
-export function startCollector(g: Garret, config: ServerConfig, log: (line: string) => void): { stop(): Promise<void> } {
+export function startCollector(g: Garret & { access: AccessTracker }, config: ServerConfig, log: (line: string) => void): { stop(): Promise<void> } {
   const opts = config.gc;
-  const access = new AccessTracker(g.meta, accessFlushInterval());
+  const access = g.access;
   access.start();
-  g.access = access;
   const tmpDir = config.storage.type === "local" ? join(config.storage.path, ".tmp") : undefined;
   let running: Promise<void> | null = null;
   let timer: ReturnType<typeof setInterval> | null = null;

@@ -81,6 +81,9 @@ export function startServer(
   const server = Bun.serve({
     hostname: listen.hostname,
     port: listen.port,
+    // Bun shares a port between processes unless told not to (SO_REUSEPORT): a second server on
+    // a taken port would start and split the requests. It must fail with EADDRINUSE instead.
+    reusePort: false,
     idleTimeout: 255,
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     // A production server: Bun's development mode (its default unless NODE_ENV=production) serves
