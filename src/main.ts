@@ -14,6 +14,8 @@ Server:
                                                      collect garbage now (retention, orphans, compaction)
   garret fsck [--repair] [--sample N] [--data DIR | --config FILE]
                                                      check stored bytes; --repair hides damaged paths
+  garret audit [--data DIR | --config FILE] [--json]
+                                                     admin actions (cache create/configure/destroy/purge, tokens) with actor and time
   garret db copy --from sqlite:///…/garret.db --to postgres://…
                                                      move metadata to PostgreSQL (target must be empty)
   garret setup [--yes] [--output FILE] [--listen ..] [--storage local|s3] ..
@@ -89,6 +91,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   setup: async () => (await import("./cli/setup.ts")).setupCommand,
   gc: async () => (await import("./cli/gc.ts")).gcCommand,
   fsck: async () => (await import("./cli/fsck.ts")).fsckCommand,
+  audit: async () => (await import("./cli/audit.ts")).auditCommand,
   db: async () => (await import("./cli/db.ts")).dbCommand,
   pin: async () => (await import("./cli/pin.ts")).pinCommand,
   config: async () => (await import("./cli/config.ts")).configCommand,

@@ -4,7 +4,43 @@ export const GARRET_PATHS = {
   pins: (cache: string) => `/_api/v1/pins/${encodeURIComponent(cache)}`,
   pin: (cache: string, name: string) => `/_api/v1/pins/${encodeURIComponent(cache)}/${encodeURIComponent(name)}`,
   path: (cache: string, hash: string) => `/_api/v1/paths/${encodeURIComponent(cache)}/${encodeURIComponent(hash)}`,
+  /** GET, query uploaded_by=SUB or token_id=ID: the cache's pushes. */
+  cacheLog: (cache: string) => `/_api/v1/cache-log/${encodeURIComponent(cache)}`,
+  /** POST PurgeRequest: hides an uploader's paths and their dependants. */
+  cachePurge: (cache: string) => `/_api/v1/cache-purge/${encodeURIComponent(cache)}`,
 } as const;
+
+/** One push (issue 16 provenance). Times in seconds since the epoch. */
+export interface PushView {
+  store_path: string;
+  /** The token's sub. */
+  uploaded_by: string | null;
+  /** The token's id (jti), when it had one. */
+  token_id: string | null;
+  /** The client address the push came from (a proxy's, behind one). */
+  client: string | null;
+  pushed_at: number;
+}
+
+export interface CacheLogAnswer {
+  pushes: PushView[];
+}
+
+/** Exactly one of uploaded_by and token_id. since: seconds since the epoch (pushes at or after). */
+export interface PurgeRequest {
+  uploaded_by?: string;
+  token_id?: string;
+  since?: number;
+  dry_run?: boolean;
+}
+
+export interface PurgeAnswer {
+  dry_run: boolean;
+  /** Pushed by the uploader. */
+  purged: string[];
+  /** Paths of others that depend on a purged path (a cache never serves a path without its closure). */
+  dependants: string[];
+}
 
 export interface PinView {
   name: string;

@@ -5,6 +5,8 @@ import { parseDuration } from "../duration.ts";
 export interface TokenClaims {
   sub: string;
   exp: number;
+  /** The token's id, when it has one (provenance records it with every push). */
+  jti?: string;
   caches: CachePermissionClaims;
 }
 
@@ -73,7 +75,8 @@ export class TokenAuthority {
       const attic = payload[ATTIC_CLAIM] as { caches?: unknown } | undefined;
       const caches = attic && typeof attic.caches === "object" && attic.caches !== null
         ? (attic.caches as CachePermissionClaims) : {};
-      return { sub: payload.sub, exp: payload.exp, caches };
+      const jti = typeof payload.jti === "string" && payload.jti.length <= 128 ? payload.jti : undefined;
+      return jti === undefined ? { sub: payload.sub, exp: payload.exp, caches } : { sub: payload.sub, exp: payload.exp, jti, caches };
     } catch (err) {
       if (err instanceof InvalidToken) throw err;
       if (err instanceof joseErrors.JWTExpired) throw new InvalidToken("token has expired");

@@ -1,3 +1,4 @@
+import { recordAudit } from "./audit.ts";
 import { GarretError } from "../errors.ts";
 import { formatSecretKey, generateSecretKey, parseSecretKey } from "../nix/signing.ts";
 import { cacheKey } from "./keys.ts";
@@ -95,7 +96,7 @@ export async function createCache(g: Garret, caller: Caller, name: string, body:
   if ((retention !== undefined || quota !== undefined) && !effectivePermission(caller, null, name).configureCacheRetention) {
     throw new GarretError("Forbidden", "Setting retention_period or quota_bytes needs the configure-cache-retention permission.");
   }
-  return g.meta.createCache({
+  const created = await g.meta.createCache({
     name,
     isPublic: field(body, "is_public", isBool, "a boolean") ?? false,
     storeDir: field(body, "store_dir", isStoreDir, STORE_DIR) ?? DEFAULT_STORE_DIR,
@@ -105,6 +106,8 @@ export async function createCache(g: Garret, caller: Caller, name: string, body:
     retentionPeriod: retention ?? null,
     quotaBytes: quota ?? null,
   });
+  await recordAudit(g, caller, "cache.create", name, created.isPublic ? "public" : "private");
+  return created;
 }
 
 export async function configureCache(g: Garret, caller: Caller, name: string, body: Json): Promise<CacheRecord> {
@@ -124,10 +127,13 @@ export async function configureCache(g: Garret, caller: Caller, name: string, bo
   };
   const updated = await g.meta.updateCache(cache, patch);
   if (!updated) throw noSuchCache();
+  // The names of the settings changed, never their values (a keypair is a secret).
+  await recordAudit(g, caller, "cache.configure", name, Object.keys(body).filter((k) => /^[a-z_]{1,40}$/.test(k)).sort().join(","));
   return updated;
 }
 
 export async function destroyCache(g: Garret, caller: Caller, name: string): Promise<void> {
   const cache = await authorize(g, caller, name, "destroyCache");
   if (!(await g.meta.deleteCache(cache))) throw noSuchCache();
+  await recordAudit(g, caller, "cache.destroy", name);
 }

@@ -100,8 +100,20 @@ export function parseUploadInfo(raw: unknown, storeDir: string): UploadInfo {
  * structure, then makes the path visible in the cache in one transaction. On any failure nothing
  * is visible and the bytes written are deleted.
  */
+/** Where a push came from, as the server saw it (recorded with the object). */
+export interface PushOrigin {
+  client: string | null;
+}
+
+/** The token id (jti) of verified claims, when the token carries one. */
+export function tokenIdOf(caller: Caller): string | null {
+  const jti = (claimsOf(caller) as { jti?: unknown } | null)?.jti;
+  return typeof jti === "string" ? jti : null;
+}
+
 export async function uploadPath(
   g: Garret, caller: Caller, rawInfo: unknown, body: AsyncIterable<Uint8Array>, contentEncoding: string,
+  origin: PushOrigin = { client: null },
 ): Promise<UploadAnswer> {
   const cacheName = (rawInfo as { cache?: unknown } | null)?.cache;
   if (typeof cacheName !== "string") throw bad("InvalidNarInfo", "cache is required");
@@ -114,7 +126,7 @@ export async function uploadPath(
   // The lease keeps the collector from deleting chunks this upload finds and reuses.
   g.metrics?.uploadStarted();
   try {
-    return await withUploadLease(g.meta, () => ingestAndCommit(g, caller, cache, info, body, contentEncoding));
+    return await withUploadLease(g.meta, () => ingestAndCommit(g, caller, cache, info, body, contentEncoding, origin));
   } finally {
     g.metrics?.uploadEnded();
   }
@@ -122,6 +134,7 @@ export async function uploadPath(
 
 async function ingestAndCommit(
   g: Garret, caller: Caller, cache: CacheRecord, info: UploadInfo, body: AsyncIterable<Uint8Array>, contentEncoding: string,
+  origin: PushOrigin,
 ): Promise<UploadAnswer> {
   let staged;
   try {
@@ -153,6 +166,7 @@ async function ingestAndCommit(
         storePathHash: info.storePathHash, storePath: info.storePath, references: info.references,
         system: info.system, deriver: info.deriver, ca: info.ca, sigs: info.sigs,
         serverSig, serverSigKey: publicKey, createdBy: claimsOf(caller)?.sub ?? null,
+        pushedByToken: tokenIdOf(caller), pushedFrom: origin.client,
       },
     });
     g.metrics?.uploads.inc({ kind: narExisted ? "Deduplicated" : "Uploaded" });

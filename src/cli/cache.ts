@@ -96,13 +96,16 @@ export async function cacheCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   // garret cache rm: removing one path (garbage collection, issue 5)
   if (sub === "rm") return (await import("./cache-rm.ts")).cacheRmCommand(rest);
+  // provenance (issue 16): who pushed what, and undoing an uploader
+  if (sub === "log") return (await import("./cache-log.ts")).cacheLogCommand(rest);
+  if (sub === "purge") return (await import("./cache-log.ts")).cachePurgeCommand(rest);
   const { values, positionals } = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true });
   if (sub === "list") {
     if (positionals.length > 1) throw new UsageError("usage: garret cache list [ALIAS] [--json]");
     return listCaches(positionals[0], values.json === true, values["ca-file"]);
   }
   if (!["create", "info", "configure", "destroy"].includes(sub ?? "")) {
-    throw new UsageError("usage: garret cache list|create|info|configure|destroy|rm ALIAS:CACHE [options]");
+    throw new UsageError("usage: garret cache list|create|info|configure|destroy|rm|log|purge ALIAS:CACHE [options]");
   }
   const { api, cache, alias } = await resolveRemote(positionals[0], { caFile: values["ca-file"] });
   const out = (c: CacheConfigView) => (values.json ? process.stdout.write(`${JSON.stringify(c, null, 2)}\n`) : printInfo(cache, c));

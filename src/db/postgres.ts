@@ -1,6 +1,6 @@
 import { SQL } from "bun";
 import { PG_MIGRATIONS, MIGRATIONS } from "./migrations.ts";
-import { CacheChanged } from "./types.ts";
+import { CacheChanged, pushRecord, type AuditEntry, type PushRecord, type PushRow } from "./types.ts";
 import * as dash from "./dashboard-sql.ts";
 import type {
   CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
@@ -171,6 +171,22 @@ export class PostgresMetaStore implements MetaStore {
 
   async ping(): Promise<void> {
     await this.q.unsafe("SELECT 1", []);
+  }
+
+  async pushLog(cacheId: number, filter: { sub?: string; tokenId?: string }): Promise<PushRecord[]> {
+    const rows = await this.all<PushRow>(`SELECT store_path, store_path_hash, created_by, pushed_by_token, pushed_from, created_at
+      FROM objects WHERE cache_id = $1 AND ($2::text IS NULL OR created_by = $2) AND ($3::text IS NULL OR pushed_by_token = $3)
+      ORDER BY created_at DESC, id DESC`, [cacheId, filter.sub ?? null, filter.tokenId ?? null]);
+    return rows.map(pushRecord);
+  }
+
+  async recordAudit(e: Omit<AuditEntry, "id" | "at">): Promise<void> {
+    await this.run("INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+      [Math.floor(Date.now() / 1000), e.actor, e.action, e.target, e.detail]);
+  }
+
+  async auditLog(): Promise<AuditEntry[]> {
+    return await this.all<AuditEntry>("SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id");
   }
 
   close(): void {
@@ -430,16 +446,18 @@ export class PostgresMetaStore implements MetaStore {
     }
     const o = c.object;
     await this.run(`INSERT INTO objects (cache_id, store_path_hash, store_path, nar_id, refs, system,
-        deriver, ca, sigs, server_sig, server_sig_key, created_by, created_at, last_accessed_at)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+        deriver, ca, sigs, server_sig, server_sig_key, created_by, created_at, last_accessed_at,
+        pushed_by_token, pushed_from)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)
       ON CONFLICT (cache_id, store_path_hash) DO UPDATE SET store_path = excluded.store_path,
         nar_id = excluded.nar_id, refs = excluded.refs, system = excluded.system,
         deriver = excluded.deriver, ca = excluded.ca, sigs = excluded.sigs,
         server_sig = excluded.server_sig, server_sig_key = excluded.server_sig_key,
         created_by = excluded.created_by, created_at = excluded.created_at,
-        last_accessed_at = excluded.last_accessed_at`,
+        last_accessed_at = excluded.last_accessed_at, pushed_by_token = excluded.pushed_by_token,
+        pushed_from = excluded.pushed_from`,
     [c.cache.id, o.storePathHash, o.storePath, narId, JSON.stringify(o.references), o.system, o.deriver, o.ca,
-      JSON.stringify(o.sigs), o.serverSig, o.serverSigKey, o.createdBy, t]);
+      JSON.stringify(o.sigs), o.serverSig, o.serverSigKey, o.createdBy, t, o.pushedByToken ?? null, o.pushedFrom ?? null]);
     return { narId, narExisted };
   }
 
@@ -509,12 +527,15 @@ export class PostgresMetaStore implements MetaStore {
   async expireObjects(cacheId: number, select: (objects: GcObject[], pins: PinRecord[]) => Iterable<number>): Promise<number> {
     return await this.tx(async (s) => {
       await s.run(`SELECT pg_advisory_xact_lock(${CACHE_KEY_BASE} + $1::bigint)`, [cacheId]);
-      const rows = await s.all<{ id: number; store_path_hash: string; store_path: string; refs: string; last_accessed_at: number; nar_id: number; file_size: number }>(
-        `SELECT o.id, o.store_path_hash, o.store_path, o.refs, o.last_accessed_at, o.nar_id, n.file_size
+      const rows = await s.all<{ id: number; store_path_hash: string; store_path: string; refs: string; last_accessed_at: number; nar_id: number; file_size: number;
+        created_by: string | null; pushed_by_token: string | null; created_at: number }>(
+        `SELECT o.id, o.store_path_hash, o.store_path, o.refs, o.last_accessed_at, o.nar_id, n.file_size,
+           o.created_by, o.pushed_by_token, o.created_at
          FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.cache_id = $1`, [cacheId]);
       const objects: GcObject[] = rows.map((r) => ({
         id: r.id, storePathHash: r.store_path_hash, storePath: r.store_path, references: JSON.parse(r.refs),
         lastAccessedAt: r.last_accessed_at, narId: r.nar_id, fileSize: r.file_size,
+        createdBy: r.created_by, pushedByToken: r.pushed_by_token, createdAt: Number(r.created_at),
       }));
       const ids = [...select(objects, await s.pinsOf(cacheId))];
       if (ids.length === 0) return 0;

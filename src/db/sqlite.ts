@@ -2,7 +2,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
-import { CacheChanged } from "./types.ts";
+import { CacheChanged, pushRecord, type AuditEntry, type PushRecord, type PushRow } from "./types.ts";
 import * as dash from "./dashboard-sql.ts";
 import type {
   CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
@@ -200,14 +200,16 @@ export class SqliteMetaStore implements MetaStore {
       deleteNarChunks: q("DELETE FROM nar_chunks WHERE nar_id = ?"),
       insertNarChunk: q("INSERT INTO nar_chunks (nar_id, seq, chunk_id) VALUES (?, ?, ?)"),
       upsertObject: q(`INSERT INTO objects (cache_id, store_path_hash, store_path, nar_id, refs, system,
-          deriver, ca, sigs, server_sig, server_sig_key, created_by, created_at, last_accessed_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          deriver, ca, sigs, server_sig, server_sig_key, created_by, created_at, last_accessed_at,
+          pushed_by_token, pushed_from)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (cache_id, store_path_hash) DO UPDATE SET store_path = excluded.store_path,
           nar_id = excluded.nar_id, refs = excluded.refs, system = excluded.system,
           deriver = excluded.deriver, ca = excluded.ca, sigs = excluded.sigs,
           server_sig = excluded.server_sig, server_sig_key = excluded.server_sig_key,
           created_by = excluded.created_by, created_at = excluded.created_at,
-          last_accessed_at = excluded.last_accessed_at`),
+          last_accessed_at = excluded.last_accessed_at, pushed_by_token = excluded.pushed_by_token,
+          pushed_from = excluded.pushed_from`),
     };
   }
 
@@ -231,6 +233,22 @@ export class SqliteMetaStore implements MetaStore {
 
   async ping(): Promise<void> {
     this.db.query("SELECT 1").get();
+  }
+
+  async pushLog(cacheId: number, filter: { sub?: string; tokenId?: string }): Promise<PushRecord[]> {
+    const rows = this.db.query(`SELECT store_path, store_path_hash, created_by, pushed_by_token, pushed_from, created_at
+      FROM objects WHERE cache_id = ?1 AND (?2 IS NULL OR created_by = ?2) AND (?3 IS NULL OR pushed_by_token = ?3)
+      ORDER BY created_at DESC, id DESC`).all(cacheId, filter.sub ?? null, filter.tokenId ?? null) as PushRow[];
+    return rows.map(pushRecord);
+  }
+
+  async recordAudit(e: Omit<AuditEntry, "id" | "at">): Promise<void> {
+    this.db.query("INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)")
+      .run(Math.floor(Date.now() / 1000), e.actor, e.action, e.target, e.detail);
+  }
+
+  async auditLog(): Promise<AuditEntry[]> {
+    return this.db.query("SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id").all() as AuditEntry[];
   }
 
   close(): void {
@@ -504,7 +522,7 @@ export class SqliteMetaStore implements MetaStore {
       const o = c.object;
       this.stmt.upsertObject!.run(c.cache.id, o.storePathHash, o.storePath, narId,
         JSON.stringify(o.references), o.system, o.deriver, o.ca, JSON.stringify(o.sigs),
-        o.serverSig, o.serverSigKey, o.createdBy, t, t);
+        o.serverSig, o.serverSigKey, o.createdBy, t, t, o.pushedByToken ?? null, o.pushedFrom ?? null);
       return { narId, narExisted: existing !== null && existing.state === "valid" };
     })();
   }
@@ -564,12 +582,14 @@ export class SqliteMetaStore implements MetaStore {
 
   async expireObjects(cacheId: number, select: (objects: GcObject[], pins: PinRecord[]) => Iterable<number>): Promise<number> {
     return this.db.transaction(() => {
-      const rows = this.db.query(`SELECT o.id, o.store_path_hash, o.store_path, o.refs, o.last_accessed_at, o.nar_id, n.file_size
+      const rows = this.db.query(`SELECT o.id, o.store_path_hash, o.store_path, o.refs, o.last_accessed_at, o.nar_id, n.file_size,
+          o.created_by, o.pushed_by_token, o.created_at
         FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.cache_id = ?`).all(cacheId) as
-        { id: number; store_path_hash: string; store_path: string; refs: string; last_accessed_at: number; nar_id: number; file_size: number }[];
+        { id: number; store_path_hash: string; store_path: string; refs: string; last_accessed_at: number; nar_id: number; file_size: number;
+          created_by: string | null; pushed_by_token: string | null; created_at: number }[];
       const objects: GcObject[] = rows.map((r) => ({
         id: r.id, storePathHash: r.store_path_hash, storePath: r.store_path, references: JSON.parse(r.refs), lastAccessedAt: r.last_accessed_at,
-        narId: r.nar_id, fileSize: r.file_size,
+        narId: r.nar_id, fileSize: r.file_size, createdBy: r.created_by, pushedByToken: r.pushed_by_token, createdAt: r.created_at,
       }));
       const del = this.db.query("DELETE FROM objects WHERE id = ? AND cache_id = ?");
       let n = 0;

@@ -89,6 +89,45 @@ export interface ObjectMeta {
   serverSig: string | null;
   serverSigKey: string | null;
   createdBy: string | null;
+  /** The pushing token's id (jti), when it had one. */
+  pushedByToken?: string | null;
+  /** The client address the push came from. */
+  pushedFrom?: string | null;
+}
+
+/** One push, as `garret cache log` lists it. */
+export interface PushRecord {
+  storePath: string;
+  storePathHash: string;
+  sub: string | null;
+  tokenId: string | null;
+  client: string | null;
+  pushedAt: number;
+}
+
+/** The columns pushLog selects, as both engines return them. */
+export interface PushRow {
+  store_path: string;
+  store_path_hash: string;
+  created_by: string | null;
+  pushed_by_token: string | null;
+  pushed_from: string | null;
+  created_at: number | string;
+}
+
+export const pushRecord = (r: PushRow): PushRecord => ({
+  storePath: r.store_path, storePathHash: r.store_path_hash, sub: r.created_by, tokenId: r.pushed_by_token,
+  client: r.pushed_from, pushedAt: Number(r.created_at),
+});
+
+/** An admin action, as `garret audit` lists it. */
+export interface AuditEntry {
+  id: number;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  detail: string | null;
 }
 
 export interface UploadCommit {
@@ -149,6 +188,10 @@ export interface GcObject {
   narId: number;
   /** Stored (compressed) size of its NAR. */
   fileSize: number;
+  /** Provenance (purge selects by it): the pusher's sub, token id, and when. */
+  createdBy?: string | null;
+  pushedByToken?: string | null;
+  createdAt?: number;
 }
 
 export interface PinRecord {
@@ -205,6 +248,12 @@ export interface MetaStore extends DashboardReads {
   close(): void;
   /** One trivial query: resolves when the database answers (readiness probes). */
   ping(): Promise<void>;
+
+  /** The pushes of a cache, newest first, optionally of one uploader (sub) or one token id. */
+  pushLog(cacheId: number, filter: { sub?: string; tokenId?: string }): Promise<PushRecord[]>;
+  recordAudit(entry: Omit<AuditEntry, "id" | "at">): Promise<void>;
+  /** The audit log, oldest first. */
+  auditLog(): Promise<AuditEntry[]>;
 
   getCache(name: string): Promise<CacheRecord | null>;
   createCache(cache: NewCache): Promise<CacheRecord>;

@@ -98,14 +98,18 @@ export function referrerIndex(objects: GcObject[]): Map<string, GcObject[]> {
   return referrers;
 }
 
-/** Every object of the cache that references `storePathHash`, directly or through others. */
-export function referrerClosure(objects: GcObject[], storePathHash: string): GcObject[] {
+/**
+ * Every object of the cache that references `storePathHash` (or any of several), directly or
+ * through others; the roots themselves are left out. One index and one walk for all roots.
+ */
+export function referrerClosure(objects: GcObject[], storePathHash: string | Iterable<string>): GcObject[] {
   const index = referrerIndex(objects);
+  const roots = new Set(typeof storePathHash === "string" ? [storePathHash] : storePathHash);
   const found = new Map<string, GcObject>();
-  const stack = [storePathHash];
+  const stack = [...roots];
   while (stack.length > 0) {
     for (const r of index.get(stack.pop()!) ?? []) {
-      if (r.storePathHash === storePathHash || found.has(r.storePathHash)) continue;
+      if (roots.has(r.storePathHash) || found.has(r.storePathHash)) continue;
       found.set(r.storePathHash, r);
       stack.push(r.storePathHash);
     }

@@ -6,7 +6,7 @@ import { cacheConfigView, configureCache, createCache, destroyCache } from "../c
 import { missingPaths } from "../cache/paths.ts";
 import { uploadPath } from "../cache/upload.ts";
 import { callerOf } from "./auth.ts";
-import { countedBody } from "./request-log.ts";
+import { countedBody, infoOf } from "./request-log.ts";
 import { jsonBody, splitPreamble, uploadBody } from "./body.ts";
 
 /** Reads an upload's metadata from the X-Attic-Nar-Info header or the JSON preamble of its body. */
@@ -38,7 +38,8 @@ export function atticApiRoutes(g: Garret) {
       const caller = await callerOf(g, request);
       const encoding = (request.headers.get("content-encoding") ?? "").trim().toLowerCase();
       const { info, body } = await uploadRequest(request);
-      return Response.json(await uploadPath(g, caller, info, countedBody(request, body), encoding));
+      return Response.json(await uploadPath(g, caller, info, countedBody(request, body), encoding,
+        { client: infoOf(request)?.client ?? null }));
     })
     .get("/_api/v1/cache-config/:cache", async ({ request, params }) => {
       const cache = await authorize(g, await callerOf(g, request), params.cache, "any");

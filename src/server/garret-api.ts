@@ -3,6 +3,7 @@ import type { Garret } from "../cache/context.ts";
 import { deletePath, listPins, pinPath, unpinPath } from "../cache/pins.ts";
 import { callerOf } from "./auth.ts";
 import { jsonBody } from "./body.ts";
+import { cacheLog, purgeUploader } from "../cache/provenance.ts";
 import { cachePath, cacheStats, listCachePaths, listVisibleCaches, serverStats } from "../cache/stats.ts";
 
 /** garret's own endpoints under /_api/v1, beyond Attic's: pins, path deletion, and the dashboard's reads. */
@@ -16,6 +17,14 @@ export function garretApiRoutes(g: Garret) {
       await unpinPath(g, await callerOf(g, request), params.cache, params.name);
       return Response.json({});
     })
+    .get("/_api/v1/cache-log/:cache", async ({ request, params }) => {
+      const q = new URL(request.url).searchParams;
+      return Response.json(await cacheLog(g, await callerOf(g, request), params.cache, {
+        sub: q.get("uploaded_by") ?? undefined, tokenId: q.get("token_id") ?? undefined,
+      }));
+    })
+    .post("/_api/v1/cache-purge/:cache", async ({ request, params }) =>
+      Response.json(await purgeUploader(g, await callerOf(g, request), params.cache, await jsonBody(request))))
     .delete("/_api/v1/paths/:cache/:hash", async ({ request, params }) => {
       const recursive = new URL(request.url).searchParams.get("recursive") === "true";
       return Response.json(await deletePath(g, await callerOf(g, request), params.cache, params.hash, recursive));

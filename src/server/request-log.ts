@@ -8,6 +8,8 @@ import { CACHE_NAME, RejectedToken } from "../cache/access.ts";
  */
 export interface RequestInfo {
   id: string;
+  /** The peer's address (a proxy's, behind one). */
+  client: string | null;
   sub: string | null;
   jti: string | null;
   /** Why the request was refused (401/403), or why a sent token was not accepted. */

@@ -95,7 +95,7 @@ export function startServer(
       if (request.headers.has(HEAD_MARKER)) request.headers.delete(HEAD_MARKER);
       inFlight++;
       try {
-        const info: RequestInfo = { id: requestId(request.headers.get("x-request-id")), sub: null, jti: null, why: null, bytesIn: 0 };
+        const info: RequestInfo = { id: requestId(request.headers.get("x-request-id")), client: srv.requestIP(request)?.address ?? null, sub: null, jti: null, why: null, bytesIn: 0 };
         const routed = routable(request);
         attachInfo(routed, info);
         const response = routed.method === "HEAD" ? await handleHead(app, routed, info) : await app.handle(routed);
@@ -119,7 +119,7 @@ export function startServer(
           else if (route === "api/upload-path") m.uploadSeconds.observe(seconds);
         }
         log(formatEntry({
-          time: new Date().toISOString(), id: info.id, client: srv.requestIP(request)?.address ?? "",
+          time: new Date().toISOString(), id: info.id, client: info.client ?? "",
           method: request.method, path, route, cache, sub: info.sub, jti: info.jti, status: response.status,
           bytes_in: info.bytesIn, bytes_out: out, duration_ms: Math.round(seconds * 10000) / 10, why: info.why,
         }, opts.logFormat));
