@@ -10,7 +10,9 @@ export interface SetupAnswers {
   publicUrl: string;
   dataDir: string;
   storage: LocalStorageAnswer | S3StorageAnswer;
-  database: "sqlite";
+  database: "sqlite" | "postgres";
+  /** postgres:// URL when database is "postgres" (checked live by setup), else null. */
+  databaseUrl: string | null;
   compression: Compression;
   compressionLevel: number | null;
   /** Seconds an unused path is kept; 0 keeps everything forever. */
@@ -124,8 +126,9 @@ export function renderConfig(a: SetupAnswers, opts: { redact?: boolean } = {}): 
     `public-url = ${str(a.publicUrl)}`,
     `data-dir = ${str(a.dataDir)}`,
     "",
-    "# Database: embedded SQLite at <data-dir>/garret.db (PostgreSQL support comes later).",
-    "",
+    ...(a.database === "postgres" && a.databaseUrl
+      ? ["[database]", `url = ${str(opts.redact ? a.databaseUrl.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:<hidden>@") : a.databaseUrl)}`, ""]
+      : ["# Database: embedded SQLite at <data-dir>/garret.db ([database] url = \"postgres://...\" for PostgreSQL).", ""]),
     "[compression]",
     `type = ${str(a.compression).padEnd(8)} # zstd | br | none`,
   ];

@@ -9,6 +9,8 @@ import { TokenAuthority } from "../auth/token.ts";
 import { toLetters, type Permission } from "../auth/permissions.ts";
 import { DEFAULT_PRIORITY, DEFAULT_UPSTREAM_KEYS, publicKeyOf } from "../cache/caches.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
+import { PostgresMetaStore } from "../db/postgres.ts";
+import { parseDatabaseUrl } from "../db/open.ts";
 import type { CacheRecord, Compression } from "../db/types.ts";
 import { formatSecretKey, generateSecretKey } from "../nix/signing.ts";
 import { DEFAULT_STORE_DIR } from "../nix/store-path.ts";
@@ -24,7 +26,7 @@ import {
 
 const USAGE = "usage: garret setup [--output FILE] [--force] [--yes] [--listen HOST:PORT] [--public-url URL] [--data DIR] "
   + "[--storage local|s3] [--storage-path DIR] [--s3-bucket B] [--s3-endpoint URL] [--s3-region R] [--s3-prefix P] "
-  + "[--s3-access-key-id ID] [--s3-secret-access-key KEY] [--database sqlite] [--compression zstd|br|none] "
+  + "[--s3-access-key-id ID] [--s3-secret-access-key KEY] [--database sqlite|postgres] [--database-url URL] [--compression zstd|br|none] "
   + "[--compression-level N] [--retention 0|30d|...] [--cache NAME] [--public|--private] [--alias NAME]";
 
 const OPTIONS = {
@@ -33,7 +35,7 @@ const OPTIONS = {
   storage: { type: "string" }, "storage-path": { type: "string" },
   "s3-bucket": { type: "string" }, "s3-endpoint": { type: "string" }, "s3-region": { type: "string" },
   "s3-prefix": { type: "string" }, "s3-access-key-id": { type: "string" }, "s3-secret-access-key": { type: "string" },
-  database: { type: "string" }, compression: { type: "string" }, "compression-level": { type: "string" },
+  database: { type: "string" }, "database-url": { type: "string" }, compression: { type: "string" }, "compression-level": { type: "string" },
   retention: { type: "string" }, cache: { type: "string" }, public: { type: "boolean" }, private: { type: "boolean" },
   alias: { type: "string" }, help: { type: "boolean", short: "h" },
 } as const;
@@ -131,6 +133,25 @@ class Asker {
     if (this.yes) return true;
     this.mustAsk("--yes");
     return Asker.answer(await p.confirm({ message, initialValue: true }));
+  }
+}
+
+function checkPostgresUrl(v: string): string | undefined {
+  if (!v) return "required";
+  try {
+    return parseDatabaseUrl(v).engine === "postgres" ? undefined : "use a postgres:// URL";
+  } catch (err) {
+    return (err as Error).message.replace(/^database url:? ?/, "");
+  }
+}
+
+/** The live PostgreSQL check: connects and runs the migrations; the problem in one line, or null. */
+async function checkPostgres(url: string): Promise<string | null> {
+  try {
+    await (await PostgresMetaStore.open(url, 1)).end();
+    return null;
+  } catch (err) {
+    return (err as Error).message.split("\n")[0]!;
   }
 }
 
@@ -239,13 +260,35 @@ async function collect(ask: Asker, f: Flags): Promise<SetupAnswers> {
   }
 
   const database = await ask.select({
-    flag: "database", given: f.database, message: "Database", def: "sqlite" as const,
+    flag: "database", given: f.database, message: "Database", def: "sqlite" as "sqlite" | "postgres",
     options: [
       { value: "sqlite", label: "Embedded SQLite", hint: databasePath(dataDir) },
-      { value: "postgres" as "sqlite", label: "PostgreSQL", hint: "coming later", disabled: true },
+      { value: "postgres", label: "PostgreSQL", hint: "several replicas on one database" },
     ],
-    refuse: (v) => (/^postgres(ql)?$/i.test(v) ? "PostgreSQL is not supported yet (it comes later); use sqlite" : undefined),
   });
+  let databaseUrl: string | null = null;
+  if (database === "postgres") {
+    let reask = false;
+    for (;;) {
+      databaseUrl = await ask.text({
+        flag: "database-url", given: reask ? undefined : f["database-url"], message: "PostgreSQL URL (postgres://user:pass@host:5432/db)",
+        def: "", check: checkPostgresUrl,
+      });
+      const spin = ask.interactive ? p.spinner() : null;
+      spin?.start("Checking the database");
+      const problem = await checkPostgres(databaseUrl);
+      if (problem === null) {
+        spin?.stop("PostgreSQL is reachable; the schema is in place");
+        break;
+      }
+      if (!ask.interactive) throw new CliError(`database: ${problem}`);
+      spin?.error(problem);
+      p.log.warn("Check the URL and try again (Ctrl-C to give up).");
+      reask = true;
+    }
+  } else if (f["database-url"] !== undefined) {
+    throw new UsageError("--database-url: needs --database postgres");
+  }
   const compression = await ask.select<Compression>({
     flag: "compression", given: f.compression, message: "Compression of stored chunks", def: "zstd",
     options: [
@@ -282,7 +325,7 @@ async function collect(ask: Asker, f: Flags): Promise<SetupAnswers> {
     ],
   });
   return {
-    listen, publicUrl, dataDir, storage, database, compression, compressionLevel, retention,
+    listen, publicUrl, dataDir, storage, database, databaseUrl, compression, compressionLevel, retention,
     cache: { name: cacheName, isPublic: visibility === "public" },
   };
 }
@@ -313,7 +356,9 @@ function writeConfig(path: string, text: string): void {
 async function initialize(a: SetupAnswers): Promise<{ cache: CacheRecord; created: boolean; token: string }> {
   await mkdir(a.dataDir, { recursive: true, mode: 0o700 });
   const secret = await loadOrCreateTokenSecret(a.dataDir);
-  const meta = new SqliteMetaStore(databasePath(a.dataDir));
+  const meta = a.database === "postgres" && a.databaseUrl
+    ? await PostgresMetaStore.open(a.databaseUrl)
+    : new SqliteMetaStore(databasePath(a.dataDir));
   let cache: CacheRecord | null;
   let created = false;
   try {

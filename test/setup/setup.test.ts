@@ -12,6 +12,8 @@ import { run, tempDir } from "../helpers/nix.ts";
 import { garretCmd } from "../helpers/server.ts";
 import { S3_BUCKET, S3_KEY, S3_SECRET, startS3, type TestS3 } from "../helpers/s3.ts";
 import { KEY, Pty } from "./pty.ts";
+import { freshPgDatabase } from "../helpers/pg.ts";
+import { PostgresMetaStore } from "../../src/db/postgres.ts";
 
 // The wizard must not pick up settings from the environment running the tests.
 const CLEAN_ENV = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith("GARRET_")).map((k) => [k, ""]));
@@ -147,7 +149,7 @@ describe("garret setup --yes", () => {
     for (const [args, message] of [
       [["--listen", "nowhere"], "--listen: use HOST:PORT"],
       [["--public-url", "cache.example.com"], "--public-url: use an http:// or https:// URL"],
-      [["--database", "postgres"], "--database: PostgreSQL is not supported yet"],
+      [["--database-url", "postgres://x@db/garret"], "--database-url: needs --database postgres"],
       [["--compression", "lz4"], "--compression: must be one of zstd, br, none"],
       [["--retention", "soon"], "--retention: seconds, or a duration"],
       [["--cache", "no/slash"], "--cache: 1-50 characters"],
@@ -230,7 +232,7 @@ describe("garret setup on a terminal", () => {
     await t.answer("Data directory", "state"); // relative to where setup runs
     await t.answer("Where should NAR data be stored?", ""); // local (the default)
     await t.answer("Storage directory", ""); // <data dir>/storage
-    await t.expect("PostgreSQL (coming later)");
+    await t.expect("PostgreSQL");
     t.send(KEY.enter); // SQLite
     await t.answer("Compression of stored chunks", KEY.down + KEY.down); // none
     await t.answer("Keep paths nobody pulls for how long?", "12w");
@@ -295,7 +297,7 @@ describe("garret setup on a terminal", () => {
       await t.answer("Listen on which address?", "");
       if (stopAt === "Write ") {
         for (const prompt of ["Public URL", "Data directory", "Where should NAR data be stored?", "Storage directory",
-          "PostgreSQL (coming later)", "Compression of stored chunks", "Keep paths nobody pulls", "Name of the first cache",
+          "PostgreSQL", "Compression of stored chunks", "Keep paths nobody pulls", "Name of the first cache",
           "Who may pull from main?"]) {
           await t.answer(prompt, "");
         }
@@ -307,4 +309,39 @@ describe("garret setup on a terminal", () => {
       expect(readdirSync(dir)).toEqual([]);
     }
   }, 30000);
+});
+
+describe("garret setup --database postgres", () => {
+  test("checks the server live, writes [database] url, creates the first cache there; serve --config uses it", async () => {
+    const dir = tempDir("garret-setup-");
+    const config = join(dir, "garret.toml");
+    const unreachable = setup(["--yes", "--output", config, "--data", join(dir, "data"), "--database", "postgres",
+      "--database-url", "postgres://garret:hunter2@127.0.0.1:1/garret"], dir);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toStartWith("error: database: ");
+    expect(unreachable.stderr.trimEnd().split("\n")).toHaveLength(1);
+    expect(unreachable.stderr).not.toContain("hunter2");
+    expect(existsSync(config)).toBe(false);
+
+    const url = await freshPgDatabase();
+    const port = await freePort();
+    const r = setup(["--yes", "--output", config, "--listen", `127.0.0.1:${port}`, "--data", join(dir, "data"),
+      "--database", "postgres", "--database-url", url, "--cache", "pg-first", "--public"], dir);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect((parseToml(readFileSync(config, "utf8")) as { database: unknown }).database).toEqual({ url });
+    const meta = await PostgresMetaStore.open(url, 1);
+    try {
+      expect(await meta.getCache("pg-first")).toMatchObject({ isPublic: true });
+    } finally {
+      await meta.end();
+    }
+    expect(existsSync(join(dir, "data", "garret.db"))).toBe(false);
+    const server = await serveWith(config, tempDir("garret-elsewhere-"));
+    try {
+      expect((await fetch(`${server.url}/pg-first/nix-cache-info`)).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  }, 60000);
 });
