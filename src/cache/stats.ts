@@ -47,7 +47,7 @@ export async function cacheStats(g: Garret, caller: Caller, cacheName: string): 
   const cache = await authorize(g, caller, cacheName, "pull");
   const now = Math.floor(Date.now() / 1000);
   const [stats, daily] = await Promise.all([
-    g.meta.cacheStats(cache.id), g.meta.cacheDailyBytes(cache.id, now - HISTORY_SECONDS),
+    g.meta.cacheStats(cache.id), g.meta.cacheDailyBytes(cache.id, Math.floor((now - HISTORY_SECONDS) / 86400) * 86400),
   ]);
   const config = cacheConfigView(g, cache);
   return {

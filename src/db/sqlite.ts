@@ -724,24 +724,51 @@ export class SqliteMetaStore implements MetaStore {
 
   readonly engine = "sqlite" as const;
 
+  /**
+   * Dashboard answers that read a whole cache (its figures, who refers to a path, a search) are
+   * kept until the database changes at all, as narToServe's are: a dashboard is read far more
+   * often than a cache of 100 000 paths changes, and each of these walks every path of it.
+   */
+  private dashGeneration = "";
+  private readonly dashMemo = new Map<string, unknown>();
+
+  private memo<T>(key: string, compute: () => T): T {
+    const generation = `${(this.stmt.totalChanges!.get() as { c: number }).c}:${(this.stmt.dataVersion!.get() as { data_version: number }).data_version}`;
+    if (generation !== this.dashGeneration) {
+      this.dashMemo.clear();
+      this.dashGeneration = generation;
+    }
+    if (this.dashMemo.has(key)) return this.dashMemo.get(key) as T;
+    const value = compute();
+    if (this.dashMemo.size >= 256) this.dashMemo.clear();
+    this.dashMemo.set(key, value);
+    return value;
+  }
+
   async cacheStats(cacheId: number): Promise<CacheStats> {
     type A = Parameters<typeof dash.toCacheStats>[0];
     type B = Parameters<typeof dash.toCacheStats>[1];
-    return dash.toCacheStats(this.db.query(dash.CACHE_STATS).get(cacheId) as A, this.db.query(dash.CACHE_STORED).get(cacheId) as B);
+    return this.memo(`stats:${cacheId}`, () =>
+      dash.toCacheStats(this.db.query(dash.CACHE_STATS).get(cacheId) as A, this.db.query(dash.CACHE_STORED).get(cacheId) as B));
   }
 
   async cacheDailyBytes(cacheId: number, since: number): Promise<DailyBytes[]> {
-    return (this.db.query(dash.CACHE_DAILY).all(cacheId, since) as Parameters<typeof dash.toDaily>[0][]).map(dash.toDaily);
+    return this.memo(`daily:${cacheId}:${since}`, () =>
+      (this.db.query(dash.CACHE_DAILY).all(cacheId, since) as Parameters<typeof dash.toDaily>[0][]).map(dash.toDaily));
   }
 
   async listObjects(cacheId: number, query: ListObjectsQuery): Promise<ObjectListing[]> {
     const { sql, params } = dash.listObjectsSql(query, cacheId);
-    return (this.db.query(sql).all(...(params as (string | number)[])) as Parameters<typeof dash.toListing>[0][]).map(dash.toListing);
+    const run = (): ObjectListing[] =>
+      (this.db.query(sql).all(...(params as (string | number)[])) as Parameters<typeof dash.toListing>[0][]).map(dash.toListing);
+    // Pages along the index are cheap; a search may walk the whole cache.
+    return query.q ? this.memo(`list:${JSON.stringify(params)}`, run) : run();
   }
 
   async referrersOf(cacheId: number, basename: string, limit: number): Promise<ObjectListing[]> {
     const params = dash.referrersParams(cacheId, basename, limit) as (string | number)[];
-    return (this.db.query(dash.REFERRERS).all(...params) as Parameters<typeof dash.toListing>[0][]).map(dash.toListing);
+    return this.memo(`refs:${JSON.stringify(params)}`, () =>
+      (this.db.query(dash.REFERRERS).all(...params) as Parameters<typeof dash.toListing>[0][]).map(dash.toListing));
   }
 
   async serverStats(): Promise<ServerStats> {
