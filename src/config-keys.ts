@@ -38,6 +38,8 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: "gc.grace", env: "GARRET_GC_GRACE", flag: "gc-grace", doc: "age of crash leftovers before they go (duration)" },
   { key: "gc.compact-threshold", env: "GARRET_GC_COMPACT_THRESHOLD", flag: "compact-threshold", doc: "live fraction under which a pack is compacted" },
   { key: "gc.interval", env: "GARRET_GC_INTERVAL", flag: "gc-interval", doc: "time between collections in serve (duration; 0 = off)" },
+  { key: "upload.staging-quota", env: "GARRET_UPLOAD_STAGING_QUOTA", doc: "NAR bytes one token may hold staged by nix copy PUTs (bytes, or 500MB, 10GiB)" },
+  { key: "upload.staging-ttl", env: "GARRET_UPLOAD_STAGING_TTL", doc: "how long a staged NAR waits for its narinfo (duration)" },
 ];
 
 /** Edit distance, for did-you-mean. */

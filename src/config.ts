@@ -9,6 +9,7 @@ import type { Compression } from "./db/types.ts";
 import { DURATION_HINT, parseDuration } from "./duration.ts";
 import { unknownKeys } from "./config-keys.ts";
 import { DEFAULT_GC, type GcOptions } from "./gc/config.ts";
+import { DEFAULT_UPLOAD, type UploadLimits } from "./cache/native-push.ts";
 
 export type StorageConfig = { type: "local"; path: string } | ({ type: "s3" } & S3Settings);
 
@@ -29,6 +30,8 @@ export interface ServerConfig {
   logFormat: "text" | "json";
   /** When set, /metrics answers only requests bearing this token. */
   metricsToken: string | null;
+  /** `[upload]`: staging of native `nix copy` NAR PUTs. */
+  upload: UploadLimits;
 }
 
 export const DEFAULT_LISTEN = "127.0.0.1:8080";
@@ -93,6 +96,16 @@ class Settings {
     } catch (err) {
       throw new ConfigError((err as Error).message);
     }
+  }
+
+  /** A setting that may be a TOML number or a string with a unit, as its text. */
+  text(key: string, envName: string): string | undefined {
+    const e = this.env[envName];
+    if (e !== undefined && e !== "") return e;
+    const v = this.fromFile(key);
+    if (v === undefined) return undefined;
+    if (typeof v !== "string" && typeof v !== "number") throw new ConfigError(`${key}: must be a number or a string`);
+    return String(v);
   }
 
   bool(key: string, envName: string): boolean | undefined {
@@ -189,6 +202,27 @@ function gcSettings(s: Settings, flags: ServerFlags): GcOptions {
   };
 }
 
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3, t: 1e12, tb: 1e12, tib: 1024 ** 4 };
+
+/**
+ * `[upload] staging-quota` (bytes of staged NAR per token; a number, or "10GiB", "500MB") and
+ * `staging-ttl` (seconds, or "30s", "15m", "1h"): native `nix copy` PUTs not yet named by a narinfo.
+ */
+function uploadSettings(s: Settings): UploadLimits {
+  const quotaText = s.text("upload.staging-quota", "GARRET_UPLOAD_STAGING_QUOTA");
+  let stagingQuota = DEFAULT_UPLOAD.stagingQuota;
+  if (quotaText !== undefined) {
+    const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(quotaText.trim());
+    const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+    if (!m || unit === undefined) throw new ConfigError(`upload.staging-quota: expected bytes or a size like 10GiB, got ${JSON.stringify(quotaText)}`);
+    stagingQuota = Math.floor(Number(m[1]) * unit);
+  }
+  const ttl = s.duration("upload.staging-ttl", "GARRET_UPLOAD_STAGING_TTL");
+  if (ttl !== undefined && ttl <= 0) throw new ConfigError("upload.staging-ttl: must be longer than 0");
+  const stagingTtlMs = ttl === undefined ? DEFAULT_UPLOAD.stagingTtlMs : ttl * 1000;
+  return { stagingQuota, stagingTtlMs };
+}
+
 /** Which config file applies: --config, GARRET_CONFIG, ./garret.toml when present, else none. */
 export function configFilePath(flag: string | undefined, env = process.env): string | null {
   const explicit = flag ?? (env.GARRET_CONFIG || undefined);
@@ -216,6 +250,7 @@ export function serverConfig(flags: ServerFlags, env = process.env): ServerConfi
     configFile,
     logFormat: logFormatSetting(s.string("log-format", "GARRET_LOG_FORMAT", flags.logFormat)),
     metricsToken: s.string("metrics.token", "GARRET_METRICS_TOKEN") || null,
+    upload: uploadSettings(s),
   };
 }
 

@@ -17,6 +17,7 @@ export type ErrorCode =
   | "CacheAlreadyExists"
   | "UnsupportedEncoding"
   | "InvalidEncoding"
+  | "StagingQuotaExceeded"
   | "StorageError"
   | "ObjectInUse";
 
@@ -42,6 +43,7 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   CacheAlreadyExists: 400,
   UnsupportedEncoding: 415,
   InvalidEncoding: 400,
+  StagingQuotaExceeded: 413,
   StorageError: 503,
   ObjectInUse: 409,
 };

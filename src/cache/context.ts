@@ -4,6 +4,7 @@ import type { IngestOptions } from "../store/ingest.ts";
 import type { TokenAuthority } from "../auth/token.ts";
 import type { AccessTracker } from "../gc/access.ts";
 import type { HotBytes } from "../store/hot-bytes.ts";
+import type { UploadLimits } from "./native-push.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** Everything the domain operations need, built once by `garret serve`. */
@@ -16,6 +17,8 @@ export interface Garret {
   publicUrl: string;
   /** Records narinfo/NAR fetches for retention (batched); absent = not tracked. */
   access?: AccessTracker;
+  /** `[upload]` staging limits of native NAR PUTs; absent = the defaults. */
+  upload?: UploadLimits;
   /** Small NARs served lately, kept in memory; absent = always read from storage. */
   narMemory?: HotBytes;
   /** The server's counters for /metrics; absent = not counted (commands other than serve). */

@@ -74,7 +74,7 @@ export class NativePush {
     }
     const owner = this.ownerOf(caller);
     const room = this.limits.stagingQuota - (this.used.get(owner) ?? 0);
-    if (room <= 0) throw new GarretError("Forbidden", "the staging quota of this token is used up; push narinfos or wait for staged NARs to expire");
+    if (room <= 0) throw quotaExceeded(this.limits.stagingQuota);
 
     const fileHasher = new Bun.CryptoHasher("sha256");
     async function* hashed(): AsyncGenerator<Uint8Array> {
@@ -93,7 +93,7 @@ export class NativePush {
     try {
       nar = await ingestNar(this.g, decodeContent(hashed(), encoding, room), { narHash: null, narSize: null, maxSize: room, check }, this.g.ingest);
     } catch (err) {
-      throw asUploadError(err, room);
+      throw asUploadError(err, this.limits.stagingQuota);
     }
     const k = this.key(cache, file);
     const previous = this.staged.get(k);
@@ -192,12 +192,13 @@ export class NativePush {
   }
 }
 
-function asUploadError(err: unknown, room: number): unknown {
-  if (err instanceof DecodeError) {
-    return err.reason === "limit"
-      ? new GarretError("SizeMismatch", `NAR is larger than the ${room} bytes this token may still stage`)
-      : new GarretError("InvalidEncoding", err.message);
-  }
+const quotaExceeded = (quota: number): GarretError => new GarretError("StagingQuotaExceeded",
+  `this NAR does not fit in the token's staging quota of ${quota} bytes; publish staged NARs with their narinfos or wait for them to expire`);
+
+/** A NAR PUT claims no size: going past the room left (decoded or plain) is the staging quota. */
+function asUploadError(err: unknown, quota: number): unknown {
+  if (err instanceof DecodeError) return err.reason === "limit" ? quotaExceeded(quota) : new GarretError("InvalidEncoding", err.message);
+  if (err instanceof UploadRejected && err.reason === "size") return quotaExceeded(quota);
   if (err instanceof UploadRejected) {
     const code = ({ hash: "HashMismatch", file: "HashMismatch", size: "SizeMismatch", structure: "InvalidNar" } as const)[err.reason];
     return new GarretError(code, err.message);

@@ -55,7 +55,7 @@ export async function openApp(config: ServerConfig, listen: ListenAddress, opts:
     const access = new AccessTracker(meta, accessFlushInterval());
     const host = listen.hostname.includes(":") ? `[${listen.hostname}]` : listen.hostname;
     const g = Object.freeze({
-      meta, storage, access, narMemory: opts.narMemory, metrics: new Metrics(),
+      meta, storage, access, narMemory: opts.narMemory, metrics: new Metrics(), upload: config.upload,
       tokens: new TokenAuthority(secret.secret),
       ingest: { ...config.ingest, packSizeLimit: storage.preferredPackSize },
       publicUrl: (config.publicUrl ?? `http://${host}:${port}`).replace(/\/+$/, ""),

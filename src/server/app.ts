@@ -20,7 +20,7 @@ export { errorResponse };
  * here, in one shape. The /_api routes are mounted before the binary cache's /:cache ones.
  */
 export function buildApp(g: Garret, ops: OpsOptions = { metricsToken: null }) {
-  const push = new NativePush(g);
+  const push = new NativePush(g, g.upload);
   return new Elysia()
     .onError({ as: "global" }, ({ error, code, request }) => {
       if (code === "NOT_FOUND") return errorResponse(404, "NotFound", "No such endpoint.");
