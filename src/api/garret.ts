@@ -8,6 +8,8 @@ export const GARRET_PATHS = {
   cacheLog: (cache: string) => `/_api/v1/cache-log/${encodeURIComponent(cache)}`,
   /** POST PurgeRequest: hides an uploader's paths and their dependants. */
   cachePurge: (cache: string) => `/_api/v1/cache-purge/${encodeURIComponent(cache)}`,
+  /** POST PurgeRequest: the same in every cache the caller may configure (--all-caches). */
+  purgeAll: "/_api/v1/cache-purge",
 } as const;
 
 /** One push (issue 16 provenance). Times in seconds since the epoch. */
@@ -32,6 +34,12 @@ export interface PurgeRequest {
   token_id?: string;
   since?: number;
   dry_run?: boolean;
+}
+
+/** --all-caches: per cache where the uploader had paths. */
+export interface PurgeAllAnswer {
+  dry_run: boolean;
+  caches: Record<string, PurgeAnswer>;
 }
 
 export interface PurgeAnswer {

@@ -1,8 +1,8 @@
 import { GarretError } from "../errors.ts";
-import type { CacheLogAnswer, PurgeAnswer, PurgeRequest } from "../api/garret.ts";
+import type { CacheLogAnswer, PurgeAllAnswer, PurgeAnswer, PurgeRequest } from "../api/garret.ts";
 import type { GcObject } from "../db/types.ts";
 import { referrerClosure } from "../gc/retention.ts";
-import { authorize, type Caller } from "./access.ts";
+import { authorize, effectivePermission, type Caller } from "./access.ts";
 import { recordAudit } from "./audit.ts";
 import type { Garret } from "./context.ts";
 
@@ -59,6 +59,24 @@ export async function purgeUploader(g: Garret, caller: Caller, cacheName: string
     const who = req.sub !== undefined ? `uploaded_by=${req.sub}` : `token_id=${req.tokenId}`;
     await recordAudit(g, caller, "cache.purge", cache.name,
       `${who}${req.since !== null ? ` since=${req.since}` : ""}: ${answer.purged.length} path(s), ${answer.dependants.length} dependant(s)`);
+  }
+  return answer;
+}
+
+/**
+ * --all-caches: the purge in every cache the caller may configure. An uploader's paths exist only
+ * in caches it could push to, so this is every cache it could push to that the caller may
+ * configure; caches where it pushed nothing are left out of the answer (and the audit log).
+ */
+export async function purgeUploaderEverywhere(g: Garret, caller: Caller, body: PurgeRequest | Record<string, unknown>): Promise<PurgeAllAnswer> {
+  const req = parsePurge(body as Record<string, unknown>);
+  const answer: PurgeAllAnswer = { dry_run: req.dryRun, caches: {} };
+  for (const c of await g.meta.listCaches()) {
+    if (!effectivePermission(caller, c, c.name).configureCache) continue;
+    // A dry run first: a cache with nothing of the uploader gets no purge and no audit entry.
+    const probe = await purgeUploader(g, caller, c.name, { ...body, dry_run: true });
+    if (probe.purged.length === 0) continue;
+    answer.caches[c.name] = req.dryRun ? probe : await purgeUploader(g, caller, c.name, body);
   }
   return answer;
 }

@@ -1,15 +1,15 @@
 import { parseArgs } from "./args.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { UsageError } from "./errors.ts";
-import { GARRET_PATHS, type CacheLogAnswer, type PurgeAnswer, type PurgeRequest } from "../api/garret.ts";
+import { GARRET_PATHS, type CacheLogAnswer, type PurgeAllAnswer, type PurgeAnswer, type PurgeRequest } from "../api/garret.ts";
 import { parseValidity } from "../auth/token.ts";
 
 const LOG_USAGE = "usage: garret cache log ALIAS:CACHE [--uploaded-by SUB | --token-id ID] [--json]";
-const PURGE_USAGE = "usage: garret cache purge ALIAS:CACHE --uploaded-by SUB | --token-id ID [--since TIME] [--dry-run] [--json]";
+const PURGE_USAGE = "usage: garret cache purge ALIAS:CACHE|ALIAS --all-caches --uploaded-by SUB | --token-id ID [--since TIME] [--dry-run] [--json]";
 
 const OPTIONS = {
   "uploaded-by": { type: "string" }, "token-id": { type: "string" }, json: { type: "boolean" },
-  since: { type: "string" }, "dry-run": { type: "boolean" }, ...REMOTE_OPTIONS,
+  since: { type: "string" }, "dry-run": { type: "boolean" }, "all-caches": { type: "boolean" }, ...REMOTE_OPTIONS,
 } as const;
 
 const iso = (t: number): string => new Date(t * 1000).toISOString();
@@ -57,12 +57,25 @@ export async function cachePurgeCommand(argv: string[]): Promise<void> {
   if (sub !== undefined) body.uploaded_by = sub;
   if (tokenId !== undefined) body.token_id = tokenId;
   if (values.since !== undefined) body.since = parseSince(values.since);
+  if (values["all-caches"]) {
+    // Only the alias matters: every cache the caller may configure is purged.
+    const { api } = await resolveRemote(`${positionals[0]!.split(":")[0]}:all`, { caFile: values["ca-file"] });
+    const all = await api.json<PurgeAllAnswer>("POST", GARRET_PATHS.purgeAll, body);
+    if (values.json) process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
+    else if (Object.keys(all.caches).length === 0) process.stdout.write("nothing of that uploader in any cache you may configure\n");
+    else for (const [cache, answer] of Object.entries(all.caches)) printPurge(cache, answer);
+    return;
+  }
   const { api, cache } = await resolveRemote(positionals[0], { caFile: values["ca-file"] });
   const answer = await api.json<PurgeAnswer>("POST", GARRET_PATHS.cachePurge(cache), body);
   if (values.json) {
     process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
     return;
   }
+  printPurge(cache, answer);
+}
+
+function printPurge(cache: string, answer: PurgeAnswer): void {
   const verb = answer.dry_run ? "would purge" : "purged";
   process.stdout.write(`${verb} ${answer.purged.length} path(s) and ${answer.dependants.length} dependant(s) from ${cache}${answer.dry_run ? " (dry run)" : "; their bytes go at the next gc"}\n`);
   for (const p of answer.purged) process.stdout.write(`  ${p}\n`);

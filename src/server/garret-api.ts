@@ -3,7 +3,7 @@ import type { Garret } from "../cache/context.ts";
 import { deletePath, listPins, pinPath, unpinPath } from "../cache/pins.ts";
 import { callerOf } from "./auth.ts";
 import { jsonBody } from "./body.ts";
-import { cacheLog, purgeUploader } from "../cache/provenance.ts";
+import { cacheLog, purgeUploader, purgeUploaderEverywhere } from "../cache/provenance.ts";
 import { cachePath, cacheStats, listCachePaths, listVisibleCaches, serverStats } from "../cache/stats.ts";
 
 /** garret's own endpoints under /_api/v1, beyond Attic's: pins, path deletion, and the dashboard's reads. */
@@ -23,6 +23,8 @@ export function garretApiRoutes(g: Garret) {
         sub: q.get("uploaded_by") ?? undefined, tokenId: q.get("token_id") ?? undefined,
       }));
     })
+    .post("/_api/v1/cache-purge", async ({ request }) =>
+      Response.json(await purgeUploaderEverywhere(g, await callerOf(g, request), await jsonBody(request))))
     .post("/_api/v1/cache-purge/:cache", async ({ request, params }) =>
       Response.json(await purgeUploader(g, await callerOf(g, request), params.cache, await jsonBody(request))))
     .delete("/_api/v1/paths/:cache/:hash", async ({ request, params }) => {

@@ -11,7 +11,7 @@ import { SignJWT } from "jose";
 import { buildClosure, deleteFromStore, requireNix, run, runOk, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { ATTIC_CLAIM } from "../../src/auth/permissions.ts";
-import type { PurgeAnswer, PushView } from "../../src/api/garret.ts";
+import type { PurgeAllAnswer, PurgeAnswer, PushView } from "../../src/api/garret.ts";
 
 requireNix();
 
@@ -141,5 +141,24 @@ describe("provenance and purge", () => {
     expect(purge.detail).toBe("uploaded_by=alice: 3 path(s), 1 dependant(s)");
     for (const e of entries) expect(Number.isNaN(Date.parse(e.at))).toBe(false);
     expect(runOk(garretCmd("audit", "--data", server.dataDir))).toContain(`root  cache.purge  ${cache}`);
+  });
+
+  test("--all-caches purges the uploader in every cache the caller may configure", () => {
+    const other = `prov-b-${uniqueTag()}`;
+    garret("cache", "create", `local:${other}`);
+    const E = buildClosure(uniqueTag());
+    expect(JSON.parse(runOk(garretCmd("push", `local:${other}`, E.top, "--json"), { env: clients.bob }))).toMatchObject({ uploaded: 2 });
+    const dry = JSON.parse(garret("cache", "purge", "local", "--all-caches", "--uploaded-by", "bob", "--dry-run", "--json")) as PurgeAllAnswer;
+    expect(Object.keys(dry.caches).sort()).toEqual([cache, other].sort());
+    expect(dry.caches[cache]!.purged).toEqual([B.top, B.dep].sort());
+    expect(dry.caches[other]!.purged).toEqual([E.top, E.dep].sort());
+    const done = JSON.parse(garret("cache", "purge", "local", "--all-caches", "--uploaded-by", "bob", "--json")) as PurgeAllAnswer;
+    expect(done.caches[cache]!.purged).toEqual(dry.caches[cache]!.purged);
+    expect(done.caches[other]!.purged).toEqual(dry.caches[other]!.purged);
+    for (const c of [cache, other]) {
+      expect(JSON.parse(garret("cache", "log", `local:${c}`, "--uploaded-by", "bob", "--json"))).toEqual([]);
+    }
+    // carol's job stays
+    expect(JSON.parse(garret("cache", "log", `local:${cache}`, "--json")).length).toBe(2);
   });
 });
