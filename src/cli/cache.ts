@@ -1,4 +1,5 @@
 import type { CacheConfigView } from "../api/attic.ts";
+import type { CacheSummary } from "../api/garret.ts";
 import { parseArgs } from "./args.ts";
 import { ApiClient, ApiError } from "../client/api.ts";
 import { loadClientConfig, rememberCache } from "../client/config.ts";
@@ -53,11 +54,17 @@ interface ListedCache {
   is_public?: boolean;
   public_key?: string;
   substituter_endpoint?: string;
+  /** From the server's listing (GET /_api/v1/caches), where it has one. */
+  paths?: number;
+  nar_bytes?: number;
+  stored_bytes?: number;
 }
 
 /**
- * `garret cache list [ALIAS]`: the caches this client knows on each server (created, used or pushed
- * to from here), each checked against the server. Attic's API has no listing endpoint.
+ * `garret cache list [ALIAS]`: on a server with a listing (GET /_api/v1/caches), every cache the
+ * token may see, and the caches this client remembers that are no longer there as "missing". On a
+ * server without one (Attic's API has none), the caches this client knows (created, used or pushed
+ * to from here), each checked against the server.
  */
 async function listCaches(aliasFilter: string | undefined, json: boolean, caFile: string | undefined): Promise<void> {
   const config = await loadClientConfig();
@@ -67,6 +74,16 @@ async function listCaches(aliasFilter: string | undefined, json: boolean, caFile
   for (const alias of aliases) {
     const server = config.servers[alias]!;
     const api = new ApiClient(server, { caFile, retry: { retries: 1, baseMs: 200, maxMs: 1000 } });
+    const listed = await serverListing(api);
+    if (listed) {
+      const seen = new Set(listed.map((c) => c.name));
+      rows.push(...listed.map((c): ListedCache => ({
+        server: alias, name: c.name, status: "ok", is_public: c.is_public,
+        substituter_endpoint: `${api.base}/${c.name}`, paths: c.paths, nar_bytes: c.nar_bytes, stored_bytes: c.stored_bytes,
+      })));
+      rows.push(...(server.caches ?? []).filter((n) => !seen.has(n)).map((name): ListedCache => ({ server: alias, name, status: "missing" })));
+      continue;
+    }
     rows.push(...await Promise.all((server.caches ?? []).map(async (name): Promise<ListedCache> => {
       try {
         const c = await api.getCache<CacheConfigView>(name);
@@ -90,6 +107,16 @@ async function listCaches(aliasFilter: string | undefined, json: boolean, caFile
   ])];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   for (const row of table) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()}\n`);
+}
+
+/** The server's own listing, or null when it has none (an Attic server, an older garret). */
+async function serverListing(api: ApiClient): Promise<CacheSummary[] | null> {
+  try {
+    return (await api.listCaches()).caches;
+  } catch {
+    // No listing, or the server could not be asked: each remembered cache is checked (and its error shown) instead.
+    return null;
+  }
 }
 
 export async function cacheCommand(argv: string[]): Promise<void> {

@@ -1,5 +1,6 @@
 import type { GetMissingPathsAnswer, UploadAnswer, UploadNarInfo } from "../api/attic.ts";
 import { ATTIC_PATHS } from "../api/attic.ts";
+import { DASHBOARD_PATHS, type CachesAnswer } from "../api/garret.ts";
 import type { ServerEntry } from "./config.ts";
 import { tlsOptions } from "./tls.ts";
 import { defaultRetryPolicy, withRetry, type RetryPolicy } from "./retry.ts";
@@ -83,6 +84,11 @@ export class ApiClient {
 
   getCache<T>(cache: string): Promise<T> {
     return this.call("GET", ATTIC_PATHS.cacheConfig(cache));
+  }
+
+  /** Every cache the token may see, with its figures (garret servers since issue 14; others answer 404). */
+  listCaches(): Promise<CachesAnswer> {
+    return this.call("GET", DASHBOARD_PATHS.caches);
   }
 
   createCache<T>(cache: string, body: Record<string, unknown>): Promise<T> {

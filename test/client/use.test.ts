@@ -1,5 +1,5 @@
 /**
- * garret login, use and cache list/destroy (issue 6, acceptance 3): `garret use` alone makes stock
+ * garret login, use and cache list/destroy (issue 6, acceptance 3; cache list on the server's listing, issue 14): `garret use` alone makes stock
  * Nix substitute from a private cache, a second run changes nothing, other settings survive.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -150,18 +150,24 @@ describe("use", () => {
 });
 
 describe("cache list and destroy", () => {
-  test("list shows the caches this client created or pushed to, checked on the server; --json parses", async () => {
+  test("list shows every cache the token may see (the server's listing) and remembered ones gone as missing; --json parses", async () => {
     const env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
-    await runAsyncOk(garretCmd("login", "l", server.url, client.token), { env });
-    const a = `list-a-${uniqueTag()}`;
-    const b = `list-b-${uniqueTag()}`;
+    const tag = uniqueTag();
+    const scoped = mintToken(server.dataDir, "--pull", `ls${tag}-*`, "--create-cache", `ls${tag}-*`, "--destroy-cache", `ls${tag}-*`);
+    await runAsyncOk(garretCmd("login", "l", server.url, scoped), { env });
+    const a = `ls${tag}-a`;
+    const b = `ls${tag}-b`;
+    const c = `ls${tag}-c`;
     expect((await runAsyncOk(garretCmd("cache", "list"), { env })).stdout).toContain("No caches known yet");
     await runAsyncOk(garretCmd("cache", "create", `l:${a}`, "--public"), { env });
     await runAsyncOk(garretCmd("cache", "create", `l:${b}`), { env });
+    // Created elsewhere, never used from here: the server's listing (GET /_api/v1/caches) shows it.
+    await runAsyncOk(garretCmd("cache", "create", `local:${c}`), { env: client.env });
     const listed = JSON.parse((await runAsyncOk(garretCmd("cache", "list", "--json"), { env })).stdout);
     expect(listed).toEqual([
-      expect.objectContaining({ server: "l", name: a, status: "ok", is_public: true, substituter_endpoint: `${server.url}/${a}` }),
+      expect.objectContaining({ server: "l", name: a, status: "ok", is_public: true, substituter_endpoint: `${server.url}/${a}`, paths: 0 }),
       expect.objectContaining({ server: "l", name: b, status: "ok", is_public: false }),
+      expect.objectContaining({ server: "l", name: c, status: "ok", is_public: false }),
     ]);
     const table = (await runAsyncOk(garretCmd("cache", "list"), { env })).stdout.split("\n");
     expect(table[0]).toMatch(/^CACHE\s+PUBLIC\s+STATUS\s+ENDPOINT$/);
@@ -170,6 +176,7 @@ describe("cache list and destroy", () => {
     // Destroyed here: forgotten. Destroyed elsewhere: shown as missing.
     await runAsyncOk(garretCmd("cache", "destroy", `l:${a}`), { env });
     await runAsyncOk(garretCmd("cache", "destroy", `local:${b}`), { env: client.env });
+    await runAsyncOk(garretCmd("cache", "destroy", `local:${c}`), { env: client.env });
     const after = JSON.parse((await runAsyncOk(garretCmd("cache", "list", "l", "--json"), { env })).stdout);
     expect(after).toEqual([{ server: "l", name: b, status: "missing" }]);
   });
