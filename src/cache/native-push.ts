@@ -13,6 +13,7 @@ import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { cacheKey } from "./keys.ts";
 import { objectFingerprint } from "./paths.ts";
+import { tokenIdOf, type PushOrigin } from "./upload.ts";
 
 /** `[upload]` settings: how much a token may hold staged, and for how long. */
 export interface UploadLimits {
@@ -137,7 +138,7 @@ export class NativePush {
   }
 
   /** `PUT /<cache>/<hash>.narinfo`: validated against its staged NAR, then published. */
-  async putNarInfo(caller: Caller, cacheName: string, hashPart: string, text: string): Promise<void> {
+  async putNarInfo(caller: Caller, cacheName: string, hashPart: string, text: string, origin: PushOrigin = { client: null }): Promise<void> {
     const cache = await authorize(this.g, caller, cacheName, "push");
     if (!isValidStorePathHash(hashPart)) throw bad("InvalidStorePath", `${hashPart} is not a store path hash`);
     let info;
@@ -182,6 +183,7 @@ export class NativePush {
           // The client's own signatures are dropped: see the README (native pushes).
           sigs: [],
           serverSig, serverSigKey: publicKey, createdBy: claimsOf(caller)?.sub ?? null,
+          pushedByToken: tokenIdOf(caller), pushedFrom: origin.client,
         },
       });
     } catch (err) {

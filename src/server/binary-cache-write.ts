@@ -5,6 +5,7 @@ import { authorize } from "../cache/access.ts";
 import { NativePush } from "../cache/native-push.ts";
 import { callerOf } from "./auth.ts";
 import { uploadBody } from "./body.ts";
+import { infoOf } from "./request-log.ts";
 
 const MAX_NARINFO = 1024 * 1024;
 
@@ -34,7 +35,7 @@ export function binaryCacheWriteRoutes(g: Garret, push: NativePush = new NativeP
       if (length > MAX_NARINFO) throw new GarretError("InvalidNarInfo", "a narinfo is at most 1 MiB");
       const text = await request.text();
       if (text.length > MAX_NARINFO) throw new GarretError("InvalidNarInfo", "a narinfo is at most 1 MiB");
-      await push.putNarInfo(caller, params.cache, m[1]!, text);
+      await push.putNarInfo(caller, params.cache, m[1]!, text, { client: infoOf(request)?.client ?? null });
       return new Response(null, { status: 204 });
     });
 }

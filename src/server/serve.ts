@@ -66,6 +66,11 @@ export interface ServerOptions extends OpsOptions {
   logFormat: "text" | "json";
 }
 
+function declaredLength(request: Request): number {
+  const n = Number(request.headers.get("content-length"));
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
+}
+
 /** The bytes a response declares it sends (streamed bodies without a length count as 0). */
 function bytesOut(response: Response): number {
   const n = Number(response.headers.get("content-length"));
@@ -110,13 +115,17 @@ export function startServer(
         const { route, cache } = classify(path);
         const seconds = (performance.now() - started) / 1000;
         const out = request.method === "HEAD" ? 0 : bytesOut(response);
+        // Bodies no route counted as they streamed (nix copy PUTs, JSON): their declared length.
+        if (info.bytesIn === 0 && request.method !== "GET" && request.method !== "HEAD") info.bytesIn = declaredLength(request);
         const m = g.metrics;
         if (m) {
           m.requests.inc({ route, method: request.method, status: String(response.status) });
           if (info.bytesIn) m.bytesIn.inc({ route }, info.bytesIn);
           if (out) m.bytesOut.inc({ route }, out);
-          if (route === "narinfo") m.narinfoSeconds.observe(seconds);
-          else if (route === "api/upload-path") m.uploadSeconds.observe(seconds);
+          const put = request.method === "PUT";
+          if (route === "narinfo" && !put) m.narinfoSeconds.observe(seconds);
+          // Uploads: Attic's upload-path, and a native `nix copy` NAR PUT
+          else if (route === "api/upload-path" || (put && route === "nar")) m.uploadSeconds.observe(seconds);
         }
         log(formatEntry({
           time: new Date().toISOString(), id: info.id, client: info.client ?? "",
