@@ -98,7 +98,7 @@ describe("figures", () => {
     expect(s.status).toBe(200);
     const body = await s.json() as Record<string, unknown>;
     expect(body.paths).toBe(4);
-    expect(body.database).toMatch(/sqlite|postgresql/);
+    expect(body.database).toBe(process.env.GARRET_TEST_DATABASE_URL ? "postgresql" : "sqlite");
     expect((await get("/_api/v1/server/stats", tokenA)).status).toBe(403);
     expect((await get("/_api/v1/server/stats")).status).toBe(401);
   });

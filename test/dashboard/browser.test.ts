@@ -154,7 +154,7 @@ test("the path page lists its references", async () => {
 test("the server page, for a token with every permission on *", async () => {
   await page.goto(`${server.url}/#/server`);
   await heading(page, "Server");
-  expect(await page.locator("main dl").textContent()).toContain("sqlite");
+  expect(await page.locator("main dl").textContent()).toContain(process.env.GARRET_TEST_DATABASE_URL ? "postgresql" : "sqlite");
   await shots(page, "server");
 });
 
