@@ -6,8 +6,11 @@ import { NativePush } from "../cache/native-push.ts";
 import { callerOf } from "./auth.ts";
 import { uploadBody } from "./body.ts";
 import { infoOf } from "./request-log.ts";
+import { putSideFile } from "../cache/side-files.ts";
 
 const MAX_NARINFO = 1024 * 1024;
+
+const encodingOf = (request: Request): string => (request.headers.get("content-encoding") ?? "").trim().toLowerCase();
 
 /**
  * What Nix's HTTP binary cache store writes (`nix copy --to http://host/<cache>`): NAR PUTs
@@ -22,12 +25,25 @@ export function binaryCacheWriteRoutes(g: Garret, push: NativePush = new NativeP
       await request.body?.cancel();
       return new Response(null, { status: 204 });
     })
+    .put("/:cache/log/:drv", async ({ request, params }) => {
+      await putSideFile(g, await callerOf(g, request), params.cache, "log", params.drv, await uploadBody(request), encodingOf(request));
+      return new Response(null, { status: 204 });
+    })
+    .put("/:cache/debuginfo/:id", async ({ request, params }) => {
+      await putSideFile(g, await callerOf(g, request), params.cache, "debuginfo", params.id, await uploadBody(request), encodingOf(request));
+      return new Response(null, { status: 204 });
+    })
     .put("/:cache/nar/:file", async ({ request, params }) => {
       const caller = await callerOf(g, request);
       await push.putNar(caller, params.cache, params.file, await uploadBody(request));
       return new Response(null, { status: 204 });
     })
     .put("/:cache/:file", async ({ request, params }) => {
+      const ls = /^([0-9a-z]+)\.ls$/.exec(params.file);
+      if (ls) {
+        await putSideFile(g, await callerOf(g, request), params.cache, "ls", ls[1]!, await uploadBody(request), encodingOf(request));
+        return new Response(null, { status: 204 });
+      }
       const m = /^([0-9a-z]+)\.narinfo$/.exec(params.file);
       if (!m) throw new GarretError("NoSuchObject", "The requested object does not exist.");
       const caller = await callerOf(g, request);

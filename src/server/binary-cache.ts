@@ -8,6 +8,7 @@ import { callerOf } from "./auth.ts";
 import { HEAD_MARKER } from "./head.ts";
 import { text } from "./responses.ts";
 import type { NativePush } from "../cache/native-push.ts";
+import { CONTENT_TYPE, getSideFile, type SideKind } from "../cache/side-files.ts";
 
 /**
  * Cache-Control: a NAR's URL names its content, so it never changes; narinfos and nix-cache-info
@@ -54,6 +55,12 @@ function narResponse(answer: NarAnswer, publicCache: boolean): Response {
   });
 }
 
+/** A build log, NAR listing or debug info link (src/cache/side-files.ts); never cached by proxies. */
+async function sideFile(g: Garret, request: Request, cache: string, kind: SideKind, name: string): Promise<Response> {
+  const body = await getSideFile(g, await callerOf(g, request), cache, kind, name);
+  return new Response(body, { headers: { "content-type": CONTENT_TYPE[kind], "cache-control": "no-store" } });
+}
+
 /** The Nix binary cache protocol: what stock Nix reads under /<cache>/. */
 export function binaryCacheRoutes(g: Garret, push?: NativePush) {
   return new Elysia({ name: "binary-cache" })
@@ -65,7 +72,11 @@ export function binaryCacheRoutes(g: Garret, push?: NativePush) {
       const cache = await authorize(g, await callerOf(g, request), params.cache, "any");
       return Response.json(cacheConfigView(g, cache), { headers: { "cache-control": cacheControl(cache.isPublic, SHORT) } });
     })
+    .get("/:cache/log/:drv", async ({ request, params }) => sideFile(g, request, params.cache, "log", params.drv))
+    .get("/:cache/debuginfo/:id", async ({ request, params }) => sideFile(g, request, params.cache, "debuginfo", params.id))
     .get("/:cache/:file", async ({ request, params }) => {
+      const ls = /^([0-9a-z]+)\.ls$/.exec(params.file);
+      if (ls) return sideFile(g, request, params.cache, "ls", ls[1]!);
       const m = /^([0-9a-z]+)\.narinfo$/.exec(params.file);
       if (!m) throw new GarretError("NoSuchObject", "The requested object does not exist.");
       const body = await narInfo(g, await callerOf(g, request), params.cache, m[1]!);
