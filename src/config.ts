@@ -10,6 +10,8 @@ import { DURATION_HINT, parseDuration } from "./duration.ts";
 import { unknownKeys } from "./config-keys.ts";
 import { DEFAULT_GC, type GcOptions } from "./gc/config.ts";
 import { DEFAULT_UPLOAD, type UploadLimits } from "./cache/native-push.ts";
+import type { TokenSettings } from "./auth/token.ts";
+import type { OidcTrust } from "./auth/oidc.ts";
 
 export type StorageConfig = { type: "local"; path: string } | ({ type: "s3" } & S3Settings);
 
@@ -32,6 +34,13 @@ export interface ServerConfig {
   metricsToken: string | null;
   /** `[upload]`: staging of native `nix copy` NAR PUTs. */
   upload: UploadLimits;
+  /** `[auth]`: token keys and bindings; `hs256SecretBase64` absent = the data dir's generated secret. */
+  auth: AuthConfig;
+}
+
+export interface AuthConfig extends TokenSettings {
+  hs256SecretBase64?: string;
+  oidc: OidcTrust[];
 }
 
 export const DEFAULT_LISTEN = "127.0.0.1:8080";
@@ -61,6 +70,11 @@ type Table = Record<string, unknown>;
 /** Reads one setting: the flag, else the environment variable, else the file's key. */
 class Settings {
   constructor(private readonly file: Table, private readonly env: NodeJS.ProcessEnv) {}
+
+  /** A file value as parsed (tables, arrays). */
+  raw(key: string): unknown {
+    return this.fromFile(key);
+  }
 
   private fromFile(key: string): unknown {
     let node: unknown = this.file;
@@ -223,6 +237,95 @@ function uploadSettings(s: Settings): UploadLimits {
   return { stagingQuota, stagingTtlMs };
 }
 
+/** A PEM value given inline, or the path of a file holding it (relative to the config file). */
+function pemSetting(s: Settings, key: string, envName: string, configFile: string | null): string | undefined {
+  const v = s.string(key, envName);
+  if (v === undefined) return undefined;
+  if (v.includes("-----BEGIN")) return v;
+  const path = resolve(configFile ? join(configFile, "..") : ".", v);
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`${key}: not a PEM key nor a readable file (${(err as NodeJS.ErrnoException).code ?? "unreadable"})`);
+  }
+}
+
+function stringList(s: Settings, key: string): string[] | undefined {
+  const v = s.raw(key);
+  if (v === undefined) return undefined;
+  const list = typeof v === "string" ? [v] : v;
+  if (!Array.isArray(list) || !list.every((x) => typeof x === "string" && x !== "")) {
+    throw new ConfigError(`${key}: must be a list of strings`);
+  }
+  return list as string[];
+}
+
+/** `[auth]` and `[[auth.oidc]]`. */
+function authSettings(s: Settings, configFile: string | null): AuthConfig {
+  const hs256SecretBase64 = s.string("auth.hs256-secret-base64", "GARRET_TOKEN_HS256_SECRET_BASE64");
+  if (hs256SecretBase64 !== undefined) {
+    const text = hs256SecretBase64.trim();
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text) || Buffer.from(text, "base64").length === 0) {
+      throw new ConfigError("auth.hs256-secret-base64: must be non-empty base64");
+    }
+  }
+  const rs256PublicKey = pemSetting(s, "auth.rs256-public-key", "GARRET_TOKEN_RS256_PUBLIC_KEY", configFile);
+  const rs256SecretKey = pemSetting(s, "auth.rs256-secret-key", "GARRET_TOKEN_RS256_SECRET_KEY", configFile);
+  if (rs256SecretKey && !rs256PublicKey) throw new ConfigError("auth.rs256-secret-key: set auth.rs256-public-key too");
+  const boundIssuer = s.string("auth.bound-issuer", "GARRET_TOKEN_BOUND_ISSUER");
+  const boundAudiences = stringList(s, "auth.bound-audiences");
+  return { hs256SecretBase64, rs256PublicKey, rs256SecretKey, boundIssuer, boundAudiences, oidc: oidcSettings(s.raw("auth.oidc")) };
+}
+
+/** Permission flag names in `[[auth.oidc.rules]]` → Attic claim letters. */
+const OIDC_GRANTS: Record<string, string> = {
+  pull: "r", push: "w", delete: "d", "create-cache": "cc", "configure-cache": "cr",
+  "configure-cache-retention": "cq", "destroy-cache": "cd",
+};
+
+/**
+ * `[[auth.oidc]]` tables: issuer, audience and `[[auth.oidc.rules]]`, each with claim matches
+ * (`repository`, `ref`, or any claim under `[auth.oidc.rules.claims]`) and cache lists per permission
+ * (`push = ["ci-*"]`).
+ */
+function oidcSettings(value: unknown): OidcTrust[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError("auth.oidc: must be an array of tables ([[auth.oidc]])");
+  return value.map((t: Table, i) => {
+    const key = `auth.oidc[${i}]`;
+    if (typeof t.issuer !== "string" || !/^https?:\/\//.test(t.issuer)) throw new ConfigError(`${key}.issuer: must be an http(s) URL`);
+    if (typeof t.audience !== "string" || t.audience === "") throw new ConfigError(`${key}.audience: required`);
+    const rules = t.rules ?? [];
+    if (!Array.isArray(rules)) throw new ConfigError(`${key}.rules: must be an array of tables ([[auth.oidc.rules]])`);
+    return {
+      issuer: t.issuer.replace(/\/+$/, ""), audience: t.audience,
+      rules: rules.map((r: Table, j) => {
+        const rk = `${key}.rules[${j}]`;
+        const match: Record<string, string> = {};
+        for (const claim of ["repository", "ref"]) {
+          if (r[claim] === undefined) continue;
+          if (typeof r[claim] !== "string") throw new ConfigError(`${rk}.${claim}: must be a string`);
+          match[claim] = r[claim] as string;
+        }
+        for (const [claim, want] of Object.entries((r.claims ?? {}) as Table)) {
+          if (typeof want !== "string") throw new ConfigError(`${rk}.claims.${claim}: must be a string`);
+          match[claim] = want;
+        }
+        const caches: Record<string, Record<string, 1>> = {};
+        for (const [flag, letter] of Object.entries(OIDC_GRANTS)) {
+          const list = r[flag];
+          if (list === undefined) continue;
+          if (!Array.isArray(list) || !list.every((x) => typeof x === "string" && /^[A-Za-z0-9*][A-Za-z0-9\-_+*]{0,49}$/.test(x))) {
+            throw new ConfigError(`${rk}.${flag}: must be a list of cache names or patterns`);
+          }
+          for (const pattern of list as string[]) caches[pattern] = { ...caches[pattern], [letter]: 1 };
+        }
+        return { match, caches };
+      }),
+    };
+  });
+}
+
 /** Which config file applies: --config, GARRET_CONFIG, ./garret.toml when present, else none. */
 export function configFilePath(flag: string | undefined, env = process.env): string | null {
   const explicit = flag ?? (env.GARRET_CONFIG || undefined);
@@ -251,6 +354,7 @@ export function serverConfig(flags: ServerFlags, env = process.env): ServerConfi
     logFormat: logFormatSetting(s.string("log-format", "GARRET_LOG_FORMAT", flags.logFormat)),
     metricsToken: s.string("metrics.token", "GARRET_METRICS_TOKEN") || null,
     upload: uploadSettings(s),
+    auth: authSettings(s, configFile),
   };
 }
 

@@ -10,6 +10,7 @@ export const GARRET_PATHS = {
   cachePurge: (cache: string) => `/_api/v1/cache-purge/${encodeURIComponent(cache)}`,
   /** POST PurgeRequest: the same in every cache the caller may configure (--all-caches). */
   purgeAll: "/_api/v1/cache-purge",
+  tokenExchange: "/_api/v1/token-exchange",
 } as const;
 
 /** One push (issue 16 provenance). Times in seconds since the epoch. */
@@ -48,6 +49,26 @@ export interface PurgeAnswer {
   purged: string[];
   /** Paths of others that depend on a purged path (a cache never serves a path without its closure). */
   dependants: string[];
+}
+
+/**
+ * `POST /_api/v1/token-exchange` with the caller's token: a new token for the same sub with at most
+ * the caller's rights, expiring at the earlier of `validity_seconds` from now and the caller's own expiry.
+ */
+export interface TokenExchangeRequest {
+  validity_seconds: number;
+  /** Cache names or patterns to keep (default: all of the caller's). */
+  caches?: string[];
+  /** Keep only pull. */
+  pull_only?: boolean;
+}
+
+export interface TokenExchangeAnswer {
+  token: string;
+  /** The new token's registry id. */
+  id: string;
+  /** Unix seconds. */
+  expires_at: number;
 }
 
 export interface PinView {

@@ -95,3 +95,41 @@ function resolvePermission(claims: CachePermissionClaims, cache: string): Permis
 export function hasAny(p: Permission): boolean {
   return Object.values(p).some(Boolean);
 }
+
+/**
+ * Claims for `patterns` that grant no more than `claims` does, on any cache (token exchange).
+ * An exact name gets what `claims` grants on it. A glob gets only the letters shared by the same
+ * glob in `claims`, every exact name in `claims` it matches, and every glob before it in `claims`
+ * (any of those may decide for some name it matches; later globs never do). `pullOnly` keeps only r.
+ */
+export function narrowClaims(claims: CachePermissionClaims, patterns: string[] | null, pullOnly: boolean): CachePermissionClaims {
+  const out: CachePermissionClaims = {};
+  const keep = (letters: Record<string, 1>): Record<string, 1> => (pullOnly ? (letters.r ? { r: 1 } : {}) : letters);
+  const lettersOf = (v: unknown): Record<string, 1> => toLetters(v && typeof v === "object" ? fromLetters(v as Record<string, unknown>) : NO_PERMISSION);
+  for (const pattern of patterns ?? Object.keys(claims)) {
+    if (!isValidCachePattern(pattern)) continue;
+    let letters: Record<string, 1>;
+    if (!pattern.includes("*")) {
+      letters = toLetters(permissionFor(claims, pattern));
+    } else if (!Object.hasOwn(claims, pattern)) {
+      letters = {};
+    } else {
+      const re = globToRegExp(pattern);
+      letters = lettersOf(claims[pattern]);
+      for (const other of Object.keys(claims)) {
+        if (other === pattern) break;
+        if (other.includes("*") || re.test(other)) letters = shared(letters, lettersOf(claims[other]));
+      }
+      for (const other of Object.keys(claims)) {
+        if (!other.includes("*") && re.test(other)) letters = shared(letters, lettersOf(claims[other]));
+      }
+    }
+    const kept = keep(letters);
+    if (Object.keys(kept).length > 0) out[pattern] = kept;
+  }
+  return out;
+}
+
+function shared(a: Record<string, 1>, b: Record<string, 1>): Record<string, 1> {
+  return Object.fromEntries(Object.keys(a).filter((k) => b[k]).map((k) => [k, 1 as const]));
+}

@@ -1,6 +1,8 @@
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
+import { TokenAuthority, type TokenSettings } from "./token.ts";
+import { OidcVerifier, type OidcTrust } from "./oidc.ts";
 
 export const SECRET_FILE = "token-secret";
 
@@ -30,4 +32,21 @@ export async function tokenSecret(dataDir: string): Promise<{ secret: string; cr
   }
   await chmod(path, 0o600);
   return { secret, created: true };
+}
+
+/**
+ * The server's token authority from its `[auth]` settings: the operator's HS256 secret (an Attic
+ * server's `token-hs256-secret-base64`) or else the data dir's generated one, RS256 keys, bound
+ * issuer/audiences, and OIDC issuers. `created` is true on a first run with a generated secret.
+ */
+export async function openTokenAuthority(
+  dataDir: string,
+  auth: TokenSettings & { hs256SecretBase64?: string; oidc?: OidcTrust[] },
+): Promise<{ tokens: TokenAuthority; created: boolean }> {
+  const { secret, created } = auth.hs256SecretBase64
+    ? { secret: auth.hs256SecretBase64, created: false }
+    : await tokenSecret(dataDir);
+  const tokens = new TokenAuthority(secret, auth);
+  if (auth.oidc?.length) tokens.extra = new OidcVerifier(auth.oidc).verify;
+  return { tokens, created };
 }

@@ -12,7 +12,8 @@ export const CACHE_NAME = /^[A-Za-z0-9][A-Za-z0-9\-_+]{0,49}$/;
  * everything else is refused as unauthorised, whatever the cache, so the refusal reveals nothing.
  */
 export class RejectedToken {
-  constructor(readonly reason: string) {}
+  /** `readsAnonymously` false: a revoked token, refused on every endpoint, public reads included. */
+  constructor(readonly reason: string, readonly readsAnonymously = true) {}
 }
 
 /** Who is asking: the verified token claims, a rejected token, or null for anonymous. */
@@ -28,7 +29,7 @@ const READS: ReadonlySet<keyof Permission | "any"> = new Set(["pull", "any"]);
 
 /** A rejected token asking for more than a read is refused before any cache is looked at. */
 function refuseRejected(caller: Caller, need: keyof Permission | "any"): void {
-  if (caller instanceof RejectedToken && !READS.has(need)) throw new GarretError("Unauthorized", caller.reason);
+  if (caller instanceof RejectedToken && (!caller.readsAnonymously || !READS.has(need))) throw new GarretError("Unauthorized", caller.reason);
 }
 
 // One message for "missing" and "hidden", so a private cache is indistinguishable from none.

@@ -2,6 +2,7 @@ import type { MetaStore } from "../db/types.ts";
 import type { Storage } from "../store/storage.ts";
 import type { IngestOptions } from "../store/ingest.ts";
 import type { TokenAuthority } from "../auth/token.ts";
+import type { Revocations } from "../auth/revocation.ts";
 import type { AccessTracker } from "../gc/access.ts";
 import type { HotBytes } from "../store/hot-bytes.ts";
 import type { UploadLimits } from "./native-push.ts";
@@ -12,6 +13,8 @@ export interface Garret {
   meta: MetaStore;
   storage: Storage;
   tokens: TokenAuthority;
+  /** Revoked token ids and subs (shared metadata, short cache); absent = nothing is checked. */
+  revocations?: Revocations;
   ingest: IngestOptions;
   /** Used to build absolute endpoints in cache-config answers, e.g. http://cache.example.com */
   publicUrl: string;

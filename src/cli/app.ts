@@ -4,8 +4,8 @@ import type { ListenAddress, ServerConfig } from "../config.ts";
 import type { Garret } from "../cache/context.ts";
 import type { MetaStore } from "../db/types.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
-import { TokenAuthority } from "../auth/token.ts";
-import { tokenSecret } from "../auth/secret.ts";
+import { openTokenAuthority } from "../auth/secret.ts";
+import { Revocations } from "../auth/revocation.ts";
 import { Metrics } from "../cache/metrics.ts";
 import { AccessTracker } from "../gc/access.ts";
 import { accessFlushInterval } from "../gc/config.ts";
@@ -51,12 +51,13 @@ export async function openApp(config: ServerConfig, listen: ListenAddress, opts:
     const storage = await openStorageForCli(config.storage);
     const meta = await openMetaStoreForCli(config.database);
     if (meta instanceof SqliteMetaStore) meta.checkpointInBackground(opts.log);
-    const secret = await tokenSecret(config.dataDir);
+    const secret = await openTokenAuthority(config.dataDir, config.auth);
     const access = new AccessTracker(meta, accessFlushInterval());
     const host = listen.hostname.includes(":") ? `[${listen.hostname}]` : listen.hostname;
     const g = Object.freeze({
       meta, storage, access, narMemory: opts.narMemory, metrics: new Metrics(), upload: config.upload,
-      tokens: new TokenAuthority(secret.secret),
+      tokens: secret.tokens,
+      revocations: new Revocations(() => meta.revocations()),
       ingest: { ...config.ingest, packSizeLimit: storage.preferredPackSize },
       publicUrl: (config.publicUrl ?? `http://${host}:${port}`).replace(/\/+$/, ""),
     });

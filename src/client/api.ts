@@ -1,6 +1,6 @@
 import type { GetMissingPathsAnswer, UploadAnswer, UploadNarInfo } from "../api/attic.ts";
 import { ATTIC_PATHS } from "../api/attic.ts";
-import { DASHBOARD_PATHS, type CachesAnswer } from "../api/garret.ts";
+import { DASHBOARD_PATHS, GARRET_PATHS, type CachesAnswer, type TokenExchangeAnswer, type TokenExchangeRequest } from "../api/garret.ts";
 import type { ServerEntry } from "./config.ts";
 import { tlsOptions } from "./tls.ts";
 import { defaultRetryPolicy, withRetry, type RetryPolicy } from "./retry.ts";
@@ -80,6 +80,11 @@ export class ApiClient {
   private call<T>(method: string, path: string, body?: unknown, retry = method === "GET"): Promise<T> {
     if (!retry) return this.json<T>(method, path, body);
     return withRetry(this.retry, () => this.json<T>(method, path, body));
+  }
+
+  /** Trades this client's token for a narrower, shorter-lived one (not retried: each call mints). */
+  exchangeToken(req: TokenExchangeRequest): Promise<TokenExchangeAnswer> {
+    return this.call("POST", GARRET_PATHS.tokenExchange, req, false);
   }
 
   getCache<T>(cache: string): Promise<T> {

@@ -171,6 +171,23 @@ export const MIGRATIONS: readonly string[] = [
     detail TEXT
   );
   `,
+  // 7: the token registry (issue 16): minted tokens by id (never the token itself) and revocations
+  // by id or by sub, read by every replica through this database.
+  `
+  CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    sub TEXT NOT NULL,
+    permissions TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+  );
+  CREATE INDEX tokens_by_sub ON tokens(sub);
+  CREATE TABLE revoked_subs (
+    sub TEXT PRIMARY KEY,
+    revoked_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 /**
@@ -299,6 +316,23 @@ export const PG_MIGRATIONS: readonly string[] = [
     action TEXT NOT NULL,
     target TEXT NOT NULL,
     detail TEXT
+  );
+  `,
+  // 7: the token registry (issue 16): minted tokens by id (never the token itself) and revocations
+  // by id or by sub, read by every replica through this database.
+  `
+  CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    sub TEXT NOT NULL,
+    permissions TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+  );
+  CREATE INDEX tokens_by_sub ON tokens(sub);
+  CREATE TABLE revoked_subs (
+    sub TEXT PRIMARY KEY,
+    revoked_at BIGINT NOT NULL
   );
   `,
 ];

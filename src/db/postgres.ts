@@ -4,7 +4,7 @@ import { CacheChanged, pushRecord, type AuditEntry, type PushRecord, type PushRo
 import * as dash from "./dashboard-sql.ts";
 import type {
   CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
-  MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, ServedNar, UploadCommit, VisibleObject,
+  MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, RevocationList, ServedNar, TokenRecord, UploadCommit, VisibleObject,
 } from "./types.ts";
 
 const now = (): number => Math.floor(Date.now() / 1000);
@@ -700,6 +700,40 @@ export class PostgresMetaStore implements MetaStore {
 
   async serverStats(): Promise<ServerStats> {
     return dash.toServerStats((await this.one<Record<string, number>>(dash.pgPlaceholders(dash.SERVER_STATS)))!);
+  }
+
+  // --- token registry
+
+  async recordToken(t: Omit<TokenRecord, "revokedAt">): Promise<void> {
+    await this.run("INSERT INTO tokens (id, sub, permissions, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+      [t.id, t.sub, t.permissions, t.expiresAt, t.createdAt]);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    // Named apart from NUMERIC's "id" (a token id is text) and converted here.
+    const rows = await this.all<{ token_id: string; sub: string; permissions: string; expires_at: number; created_at: number; revoked_at: string | null }>(
+      `SELECT id AS token_id, sub, permissions, expires_at, created_at, revoked_at FROM tokens ORDER BY created_at, id COLLATE "C"`);
+    return rows.map((r) => ({ id: r.token_id, sub: r.sub, permissions: r.permissions, expiresAt: Number(r.expires_at),
+      createdAt: Number(r.created_at), revokedAt: r.revoked_at === null ? null : Number(r.revoked_at) }));
+  }
+
+  async revokeToken(id: string, at: number): Promise<boolean> {
+    await this.run("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", [at, id]);
+    return (await this.all<{ one: number }>("SELECT 1 AS one FROM tokens WHERE id = $1", [id])).length > 0;
+  }
+
+  async revokeSub(sub: string, at: number): Promise<number> {
+    return await this.tx(async (s) => {
+      await s.run(`INSERT INTO revoked_subs (sub, revoked_at) VALUES ($1, $2)
+        ON CONFLICT (sub) DO UPDATE SET revoked_at = GREATEST(revoked_subs.revoked_at, excluded.revoked_at)`, [sub, at]);
+      return await s.run("UPDATE tokens SET revoked_at = $1 WHERE sub = $2 AND revoked_at IS NULL", [at, sub]);
+    });
+  }
+
+  async revocations(): Promise<RevocationList> {
+    const ids = await this.all<{ token_id: string }>("SELECT id AS token_id FROM tokens WHERE revoked_at IS NOT NULL");
+    const subs = await this.all<{ sub: string; revoked_at: number }>("SELECT sub, revoked_at FROM revoked_subs");
+    return { ids: new Set(ids.map((r) => r.token_id)), subs: new Map(subs.map((r) => [r.sub, Number(r.revoked_at)])) };
   }
 }
 

@@ -6,7 +6,7 @@ import { CacheChanged, pushRecord, type AuditEntry, type PushRecord, type PushRo
 import * as dash from "./dashboard-sql.ts";
 import type {
   CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
-  MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, ServedNar, UploadCommit, VisibleObject,
+  MetaStore, NarRecord, NewCache, ObjectView, PackChunk, PackRecord, PinRecord, RevocationList, ServedNar, TokenRecord, UploadCommit, VisibleObject,
 } from "./types.ts";
 
 const now = (): number => Math.floor(Date.now() / 1000);
@@ -773,5 +773,36 @@ export class SqliteMetaStore implements MetaStore {
 
   async serverStats(): Promise<ServerStats> {
     return dash.toServerStats(this.db.query(dash.SERVER_STATS).get() as Record<string, number>);
+  }
+
+  // --- token registry
+
+  async recordToken(t: Omit<TokenRecord, "revokedAt">): Promise<void> {
+    this.db.query("INSERT INTO tokens (id, sub, permissions, expires_at, created_at) VALUES (?, ?, ?, ?, ?)")
+      .run(t.id, t.sub, t.permissions, t.expiresAt, t.createdAt);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return this.db.query(`SELECT id, sub, permissions, expires_at AS expiresAt, created_at AS createdAt,
+      revoked_at AS revokedAt FROM tokens ORDER BY created_at, id`).all() as TokenRecord[];
+  }
+
+  async revokeToken(id: string, at: number): Promise<boolean> {
+    this.db.query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(at, id);
+    return this.db.query("SELECT 1 FROM tokens WHERE id = ?").get(id) !== null;
+  }
+
+  async revokeSub(sub: string, at: number): Promise<number> {
+    return this.db.transaction(() => {
+      this.db.query(`INSERT INTO revoked_subs (sub, revoked_at) VALUES (?, ?)
+        ON CONFLICT (sub) DO UPDATE SET revoked_at = MAX(revoked_at, excluded.revoked_at)`).run(sub, at);
+      return this.db.query("UPDATE tokens SET revoked_at = ? WHERE sub = ? AND revoked_at IS NULL").run(at, sub).changes;
+    }).immediate();
+  }
+
+  async revocations(): Promise<RevocationList> {
+    const ids = this.db.query("SELECT id FROM tokens WHERE revoked_at IS NOT NULL").all() as { id: string }[];
+    const subs = this.db.query("SELECT sub, revoked_at FROM revoked_subs").all() as { sub: string; revoked_at: number }[];
+    return { ids: new Set(ids.map((r) => r.id)), subs: new Map(subs.map((r) => [r.sub, r.revoked_at])) };
   }
 }

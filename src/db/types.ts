@@ -244,6 +244,23 @@ export interface VisibleObject {
  * The metadata store. Async so that a networked database can implement it; the embedded SQLite
  * backend answers synchronously underneath.
  */
+/** A minted token as the registry keeps it (never the token itself). Times in Unix seconds. */
+export interface TokenRecord {
+  id: string;
+  sub: string;
+  /** The token's Attic claim `caches`, as JSON text. */
+  permissions: string;
+  expiresAt: number;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+/** What a server checks every token against: revoked ids, and subs revoked at a time. */
+export interface RevocationList {
+  ids: Set<string>;
+  subs: Map<string, number>;
+}
+
 export interface MetaStore extends DashboardReads {
   close(): void;
   /** One trivial query: resolves when the database answers (readiness probes). */
@@ -341,6 +358,15 @@ export interface MetaStore extends DashboardReads {
   visibleObjects(): Promise<VisibleObject[]>;
   /** Marks chunks damaged and every NAR using them damaged (hidden); returns the NARs marked. */
   markChunksDamaged(chunkIds: number[]): Promise<number>;
+
+  // token registry
+  recordToken(token: Omit<TokenRecord, "revokedAt">): Promise<void>;
+  listTokens(): Promise<TokenRecord[]>;
+  /** Revokes one id (false if unknown); already revoked stays revoked at its first time. */
+  revokeToken(id: string, at: number): Promise<boolean>;
+  /** Revokes a sub: every token of it issued up to `at`, registered or not; returns registered ones revoked. */
+  revokeSub(sub: string, at: number): Promise<number>;
+  revocations(): Promise<RevocationList>;
 }
 
 // --- Dashboard reads (issue 14). Plain SQL shared by both engines: src/db/dashboard-sql.ts.

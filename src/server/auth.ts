@@ -32,7 +32,10 @@ async function verifyCaller(g: Garret, request: Request): Promise<Caller> {
   const token = tokenFromHeader(request.headers.get("authorization"));
   if (!token) return null;
   try {
-    return await g.tokens.verify(token);
+    const claims = await g.tokens.verify(token);
+    // Outside the verified-token memory: a revocation must stop a token already seen.
+    if (g.revocations && await g.revocations.isRevoked(claims)) return new RejectedToken("token has been revoked", false);
+    return claims;
   } catch (err) {
     if (err instanceof InvalidToken) return new RejectedToken(err.message);
     throw err;

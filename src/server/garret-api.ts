@@ -1,6 +1,8 @@
 import { Elysia } from "elysia";
 import type { Garret } from "../cache/context.ts";
 import { deletePath, listPins, pinPath, unpinPath } from "../cache/pins.ts";
+import { exchangeToken } from "../cache/tokens.ts";
+import { GARRET_PATHS } from "../api/garret.ts";
 import { callerOf } from "./auth.ts";
 import { jsonBody } from "./body.ts";
 import { cacheLog, purgeUploader, purgeUploaderEverywhere } from "../cache/provenance.ts";
@@ -27,6 +29,8 @@ export function garretApiRoutes(g: Garret) {
       Response.json(await purgeUploaderEverywhere(g, await callerOf(g, request), await jsonBody(request))))
     .post("/_api/v1/cache-purge/:cache", async ({ request, params }) =>
       Response.json(await purgeUploader(g, await callerOf(g, request), params.cache, await jsonBody(request))))
+    .post(GARRET_PATHS.tokenExchange, async ({ request }) =>
+      Response.json(await exchangeToken(g, await callerOf(g, request), await jsonBody(request))))
     .delete("/_api/v1/paths/:cache/:hash", async ({ request, params }) => {
       const recursive = new URL(request.url).searchParams.get("recursive") === "true";
       return Response.json(await deletePath(g, await callerOf(g, request), params.cache, params.hash, recursive));

@@ -72,15 +72,16 @@ describe("provenance and purge", () => {
     const log = JSON.parse(garret("cache", "log", `local:${cache}`, "--json")) as PushView[];
     expect(log.length).toBe(8);
     const of = (p: string) => log.find((l) => l.store_path === p)!;
-    expect(of(A.dep)).toMatchObject({ uploaded_by: "alice", token_id: null, client: "127.0.0.1" });
-    expect(of(A.top)).toMatchObject({ uploaded_by: "bob", token_id: null, client: "127.0.0.1" });
+    // garret token create gives every token an id (the registry's, issue 16).
+    expect(of(A.dep)).toMatchObject({ uploaded_by: "alice", token_id: expect.stringMatching(/^[0-9a-f-]{36}$/), client: "127.0.0.1" });
+    expect(of(A.top)).toMatchObject({ uploaded_by: "bob", token_id: expect.stringMatching(/^[0-9a-f-]{36}$/), client: "127.0.0.1" });
     expect(of(D.dep)).toMatchObject({ uploaded_by: "carol", token_id: "ci-job-42" });
     for (const l of log) expect(l.pushed_at).toBeGreaterThanOrEqual(before - 1);
     const alice = JSON.parse(garret("cache", "log", `local:${cache}`, "--uploaded-by", "alice", "--json")) as PushView[];
     expect(alice.map((l) => l.store_path).sort()).toEqual([A.dep, C.top, C.dep].sort());
     const job = JSON.parse(garret("cache", "log", `local:${cache}`, "--token-id", "ci-job-42", "--json")) as PushView[];
     expect(job.map((l) => l.store_path).sort()).toEqual([D.top, D.dep].sort());
-    expect(garret("cache", "log", `local:${cache}`, "--uploaded-by", "alice")).toContain(`alice  -  127.0.0.1  ${A.dep}`);
+    expect(garret("cache", "log", `local:${cache}`, "--uploaded-by", "alice")).toMatch(new RegExp(`alice  [0-9a-f-]{36}  127\\.0\\.0\\.1  ${A.dep}`));
   });
 
   test("the log is for those who may configure the cache; a private cache looks missing to others", () => {
