@@ -186,7 +186,9 @@ export class PostgresMetaStore implements MetaStore {
   }
 
   async auditLog(): Promise<AuditEntry[]> {
-    return await this.all<AuditEntry>("SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id");
+    // BIGINT columns come back as strings
+    return (await this.all<AuditEntry>("SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id"))
+      .map((e) => ({ ...e, id: Number(e.id), at: Number(e.at) }));
   }
 
   close(): void {

@@ -118,6 +118,42 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect(again).toEqual({ narId: r.narId, narExisted: true });
     });
 
+    test("ping answers; pushes keep their provenance; the audit log keeps order", async () => {
+      const m = await open(await fresh());
+      await m.ping();
+      const cache = await m.createCache(newCache("prov"));
+      const a = await upload(m, cache, pathHash(1), "p1", 1);
+      a.object.createdBy = "alice";
+      a.object.pushedByToken = "jti-1";
+      a.object.pushedFrom = "10.0.0.1";
+      await m.commitUpload(a);
+      await m.commitUpload(await upload(m, cache, pathHash(2), "p2", 1)); // sub "test", no token id, no address
+      const all = await m.pushLog(cache.id, {});
+      expect(all.length).toBe(2);
+      const first = all.find((p) => p.storePathHash === pathHash(1))!;
+      expect(first).toMatchObject({ sub: "alice", tokenId: "jti-1", client: "10.0.0.1", storePath: `/nix/store/${pathHash(1)}-x` });
+      expect(typeof first.pushedAt).toBe("number");
+      expect(all.find((p) => p.storePathHash === pathHash(2))).toMatchObject({ sub: "test", tokenId: null, client: null });
+      expect((await m.pushLog(cache.id, { sub: "alice" })).map((p) => p.storePathHash)).toEqual([pathHash(1)]);
+      expect((await m.pushLog(cache.id, { tokenId: "jti-1" })).map((p) => p.storePathHash)).toEqual([pathHash(1)]);
+      expect(await m.pushLog(cache.id, { sub: "alice", tokenId: "other" })).toEqual([]);
+      // expiry sees provenance, so a purge can select by it in its transaction
+      let seen: { createdBy?: string | null; pushedByToken?: string | null }[] = [];
+      await m.expireObjects(cache.id, (objects) => {
+        seen = objects;
+        return [];
+      });
+      expect(seen.map((o) => [o.createdBy, o.pushedByToken]).sort()).toEqual([["alice", "jti-1"], ["test", null]]);
+      await m.recordAudit({ actor: "root", action: "cache.create", target: "prov", detail: null });
+      await m.recordAudit({ actor: "root", action: "cache.purge", target: "prov", detail: "uploaded_by=alice" });
+      const log = await m.auditLog();
+      expect(log.map((e) => [e.actor, e.action, e.target, e.detail])).toEqual([
+        ["root", "cache.create", "prov", null], ["root", "cache.purge", "prov", "uploaded_by=alice"],
+      ]);
+      expect(log[0]!.id).toBeLessThan(log[1]!.id);
+      expect(typeof log[0]!.at).toBe("number");
+    });
+
     test("a commit into a cache destroyed meanwhile fails with CacheChanged", async () => {
       const m = await open(await fresh());
       const cache = await m.createCache(newCache("gone"));
