@@ -39,6 +39,35 @@ export function objectFingerprint(cache: CacheRecord, o: { storePath: string; na
   return fingerprint(o.storePath, `sha256:${o.narHash}`, o.narSize, o.references.map((r) => `${cache.storeDir}/${r}`));
 }
 
+/**
+ * sha256 of the NAR file exactly as served. Sent plain, that is the NarHash; sent as stored
+ * frames, the frames are hashed once, streamed from storage, and remembered by NAR hash (the
+ * frames of a NAR never change: a re-upload that heals a chunk rewrites the same bytes).
+ * Nix 2.8 asserts on a narinfo without FileHash whenever it re-serialises one (nix store sign).
+ */
+const fileHashes = new Map<string, Promise<string>>();
+const MAX_FILE_HASHES = 100_000;
+
+async function fileHashOf(g: Garret, cache: CacheRecord, o: ObjectView): Promise<string | undefined> {
+  if (servedCompression(o.compression) !== o.compression) return formatNixBase32(Buffer.from(o.narHash, "hex"));
+  let known = fileHashes.get(o.narHash);
+  if (!known) {
+    known = (async () => {
+      const served = await g.meta.narToServe(cache.id, o.narHash);
+      if (!served) throw new Error("gone");
+      const body = await openNar(g.storage, served.chunks, o.compression, null);
+      const h = new Bun.CryptoHasher("sha256");
+      for await (const piece of body.stream) h.update(piece);
+      return formatNixBase32(h.digest() as Uint8Array);
+    })();
+    if (fileHashes.size >= MAX_FILE_HASHES) fileHashes.delete(fileHashes.keys().next().value!);
+    fileHashes.set(o.narHash, known);
+    known.catch(() => fileHashes.delete(o.narHash));
+  }
+  // Storage trouble leaves the line out rather than failing the narinfo (substitution needs none).
+  return known.catch(() => undefined);
+}
+
 export async function narInfo(g: Garret, caller: Caller, cacheName: string, storePathHash: string): Promise<string> {
   const cache = await authorize(g, caller, cacheName, "pull");
   if (!isValidStorePathHash(storePathHash)) throw noSuchObject();
@@ -50,6 +79,7 @@ export async function narInfo(g: Garret, caller: Caller, cacheName: string, stor
     storePath: o.storePath,
     url: `nar/${narFileName(o)}`,
     compression: servedCompression(o.compression),
+    fileHash: await fileHashOf(g, cache, o),
     fileSize: servedSize(o),
     narHash: formatNixBase32(Buffer.from(o.narHash, "hex")),
     narSize: o.narSize,

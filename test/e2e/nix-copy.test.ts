@@ -75,6 +75,11 @@ describe("nix copy --to http://…/<cache>", () => {
       // Served signed by the cache's key, and the client's signatures (none here) are not trusted blindly.
       const info = await (await fetch(`${server.url}/${cache}/${hashOf(top)}.narinfo`, { headers: { authorization: `Bearer ${admin}` } })).text();
       expect(info).toContain(`Sig: ${keys[cache]!.split(":")[0]}:`);
+      // FileHash and FileSize describe exactly the bytes served at URL.
+      const field = (k: string): string => new RegExp(`^${k}: (.*)$`, "m").exec(info)![1]!;
+      const served = new Uint8Array(await (await fetch(`${server.url}/${cache}/${field("URL")}`, { headers: { authorization: `Bearer ${admin}` } })).arrayBuffer());
+      expect(field("FileHash")).toBe(`sha256:${encodeBase32(new Bun.CryptoHasher("sha256").update(served).digest() as Uint8Array)}`);
+      expect(Number(field("FileSize"))).toBe(served.length);
 
       deleteClosure(top);
       runOk(["nix-store", ...NIX_OPTS, "--option", "substituters", `${server.url}/${cache}`,
