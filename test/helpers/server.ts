@@ -5,7 +5,7 @@ import { runOk, tempDir } from "./nix.ts";
 import { pgUrlFor } from "./db.ts";
 
 /** Commands that open the metadata store get the data dir's PostgreSQL database when the suite runs on it. */
-const DATABASE_COMMANDS = new Set(["serve", "gc", "fsck", "token"]);
+const DATABASE_COMMANDS = new Set(["serve", "gc", "fsck", "token", "audit"]);
 
 function withTestDatabase(args: string[]): string[] {
   if (!DATABASE_COMMANDS.has(args[0]!) || args.includes("--database-url")) return args;

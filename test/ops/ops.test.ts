@@ -4,7 +4,7 @@
  * request log in both formats (id = X-Request-Id, client, sub, cache, status, bytes, duration,
  * why for 401/403), Cache-Control, and no token or key material in any log line.
  */
-import { Database } from "bun:sqlite";
+import { openDb } from "../helpers/db.ts";
 import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -185,7 +185,7 @@ for (const format of ["text", "json"] as const) {
 
     test("no token or key material in any log line", () => {
       const log = server.log();
-      const db = new Database(join(server.dataDir, "garret.db"), { readonly: true });
+      const db = openDb(server.dataDir);
       const keys = (db.query("SELECT signing_key FROM caches").all() as { signing_key: string }[]).map((r) => r.signing_key);
       db.close();
       expect(keys.length).toBeGreaterThan(0);

@@ -133,7 +133,6 @@ test("gc on replica A while replica B takes 200 uploads: no visible path loses a
   await Promise.all([cliLoop, churn]);
   expect(items.map((it) => it.status)).toEqual(Array(UPLOADS).fill(200));
   expect(cliRuns).toBeGreaterThan(1);
-  expect(a.log()).toMatch(/gc: removed/);
 
   const settle = run(garretCmd("gc", "--data", a.dataDir, "--json", "--database-url", dbUrl), { env: { ...s3.env(), GARRET_GC_GRACE: "0" } });
   expect(settle.code === 0 || settle.stderr.includes("another garbage collection")).toBe(true);
