@@ -137,6 +137,8 @@ describe("provenance and purge", () => {
     const actions = entries.map((e) => `${e.actor} ${e.action} ${e.target}`);
     expect(actions).toContain(`root cache.create ${cache}`);
     expect(actions).toContain(`root cache.purge ${cache}`);
+    // garret token create (alice's, bob's, eve's tokens) is recorded too, by the tokens registry
+    expect(entries.filter((e) => e.action === "token.mint").length).toBeGreaterThanOrEqual(3);
     expect(actions.filter((a) => a.includes("cache.purge")).length).toBe(1); // dry runs are not actions
     const purge = entries.find((e) => e.action === "cache.purge")!;
     expect(purge.detail).toBe("uploaded_by=alice: 3 path(s), 1 dependant(s)");
