@@ -7,7 +7,7 @@ import { CliError, UsageError } from "./cli/errors.ts";
 const HELP = `garret ${pkg.version}: a multi-tenant Nix binary cache
 
 Server:
-  garret serve [--config FILE] [--listen HOST:PORT] [--data DIR]
+  garret serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--log-format text|json]
                                                      serve caches (default 127.0.0.1:8080, ./garret-data)
   garret config check|print [--config FILE]          validate, or show the effective settings (secrets hidden)
   garret gc [--data DIR | --config FILE] [--dry-run] [--json]
@@ -41,6 +41,10 @@ Client:
                                                      upload what is spooled: once, or forever
   (client commands that reach a server take --ca-file FILE; SSL_CERT_FILE and NODE_EXTRA_CA_CERTS work too)
   garret cache rm ALIAS:CACHE PATH [--recursive]     remove a path from a cache
+  garret cache log ALIAS:CACHE [--uploaded-by SUB | --token-id ID] [--json]
+                                                     who pushed what: sub, token id, time, client address
+  garret cache purge ALIAS:CACHE --uploaded-by SUB | --token-id ID [--since TIME] [--dry-run] [--json]
+        [--all-caches]                               hide an uploader's paths and their dependants
   garret pin ALIAS:CACHE NAME PATH                   keep a path and its closure regardless of retention
   garret pin list|remove ALIAS:CACHE [NAME]
 `;
