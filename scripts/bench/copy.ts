@@ -1,0 +1,73 @@
+/**
+ * nix copy bench (issue 15, acceptance 7): wall time of stock `nix copy --to http://garret/<cache>`
+ * against `nix copy --to file://DIR` of the same closure, with zstd and with xz (Nix's default),
+ * in one run. Goal: garret at least 0.9x the speed of a local directory.
+ *
+ *   bun scripts/bench/copy.ts [--quick] [--summary FILE]
+ *
+ * The closure is PATHS small text paths (fewer than the issue's 300 so the bench stays within the
+ * machine's two-minute budget; --quick uses fewer still). Each run copies into a fresh cache or
+ * directory, so every path is really sent; garret and file:// runs alternate so load drifts hit both.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  buildWideClosure, createCache, mintToken, NIX_OPTS, parseFlags, printTable, removeDir, requireNix, run, section,
+  startGarret, stopAll, tempDir, writeSummary, type SummaryRow,
+} from "./common.ts";
+
+const flags = parseFlags();
+requireNix();
+const PATHS = flags.quick ? 40 : 100;
+const ROUNDS = flags.quick ? 1 : 3;
+section(`copy: nix copy of ${PATHS} paths to garret vs to file:// (scripts/bench/copy.ts)`);
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+function timeCopy(to: string, netrc: string | null, top: string): number {
+  const t = performance.now();
+  const r = run(["nix", ...NIX_OPTS, ...(netrc ? ["--option", "netrc-file", netrc] : []), "copy", "--to", to, top]);
+  if (r.code !== 0) throw new Error(`nix copy --to ${to} failed: ${r.stderr}`);
+  return (performance.now() - t) / 1000;
+}
+
+const rows: SummaryRow[] = [];
+const table: string[][] = [];
+try {
+  const top = buildWideClosure(PATHS, 16 * 1024, `copy-${Date.now().toString(36)}`);
+  const g = await startGarret();
+  const token = mintToken(g.dataDir);
+  const netrc = join(tempDir("garret-bench-netrc-"), "netrc");
+  writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
+  let n = 0;
+  for (const compression of ["zstd", "xz"]) {
+    const garret: number[] = [];
+    const file: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const cache = `copy${n++}`;
+      await createCache(g.url, token, cache);
+      garret.push(timeCopy(`${g.url}/${cache}?compression=${compression}`, netrc, top));
+      const dir = tempDir("garret-bench-filecache-");
+      file.push(timeCopy(`file://${dir}?compression=${compression}`, null, top));
+      removeDir(dir);
+    }
+    const tg = median(garret);
+    const tf = median(file);
+    const speed = tf / tg; // garret's speed relative to the local directory
+    table.push([compression, `${tg.toFixed(2)} s`, `${tf.toFixed(2)} s`, `${speed.toFixed(2)}x`,
+      garret.map((x) => x.toFixed(2)).join(" "), file.map((x) => x.toFixed(2)).join(" ")]);
+    rows.push({
+      bench: "copy", metric: `nix copy ${PATHS} paths, ${compression}`, garret: `${tg.toFixed(2)} s`, reference: `${tf.toFixed(2)} s (file://)`,
+      ratio: `${speed.toFixed(2)}x`, goal: ">= 0.9x", ok: speed >= 0.9,
+    });
+  }
+  printTable(`nix copy --to garret vs --to file:// (${PATHS} paths of 16 KiB, median of ${ROUNDS})`,
+    ["compression", "garret", "file://", "speed vs file://", "garret runs", "file:// runs"], table,
+    ["speed = file:// time / garret time; goal 0.9x or more"]);
+  writeSummary(flags, rows);
+} finally {
+  await stopAll();
+}
