@@ -272,7 +272,12 @@ async function serverPage(): Promise<void> {
     ["Logical bytes", bytes(s.nar_bytes)], ["Distinct NARs", `${s.nars} (${bytes(s.unique_nar_bytes)})`],
     ["Chunks", `${s.chunks} (${bytes(s.chunk_bytes)} uncompressed)`], ["Stored bytes", bytes(s.stored_bytes)],
     ["Packs", `${s.packs} (${bytes(s.pack_bytes)})`], ["Global dedup ratio", ratio(s.dedup_ratio)],
-  ]));
+  ]), h("h2", {}, "Last garbage collections"),
+  s.gc_runs.length === 0 ? h("p", { class: "muted" }, "None since the server started.")
+    : h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, ...["When", "Result", "Freed", "Paths", "Chunks", "Packs"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, ...s.gc_runs.map((r) => h("tr", {}, h("td", {}, when(r.at)), h("td", {}, r.result), h("td", { class: "num" }, bytes(r.freed_bytes)),
+        h("td", { class: "num" }, String(r.objects)), h("td", { class: "num" }, String(r.chunks)), h("td", { class: "num" }, String(r.packs))))))));
 }
 
 // --- routing: /#/, /#/cache/<name>, /#/cache/<name>/path/<hash>, /#/server. A substituter URL

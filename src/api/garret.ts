@@ -185,4 +185,6 @@ export interface ServerStatsAnswer {
   packs: number;
   pack_bytes: number;
   dedup_ratio: number;
+  /** The last collections this server process ran, newest first (at most 10). */
+  gc_runs: { at: number; result: "ok" | "failed"; freed_bytes: number; objects: number; chunks: number; packs: number }[];
 }

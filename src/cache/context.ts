@@ -26,4 +26,16 @@ export interface Garret {
   narMemory?: HotBytes;
   /** The server's counters for /metrics; absent = not counted (commands other than serve). */
   metrics?: Metrics;
+  /** The last collections this server ran (newest last, at most 10), for the dashboard's server page. */
+  gcRuns?: GcRunRecord[];
+}
+
+/** One collection run by garret serve, as the dashboard's server page shows it. */
+export interface GcRunRecord {
+  at: number; // seconds
+  result: "ok" | "failed";
+  freedBytes: number;
+  objects: number;
+  chunks: number;
+  packs: number;
 }

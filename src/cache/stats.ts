@@ -162,5 +162,8 @@ export async function serverStats(g: Garret, caller: Caller): Promise<ServerStat
     caches: s.caches, paths: s.paths, nar_bytes: s.narBytes, unique_nar_bytes: s.uniqueNarBytes, nars: s.nars,
     chunks: s.chunks, chunk_bytes: s.chunkBytes, stored_bytes: s.storedBytes, packs: s.packs, pack_bytes: s.packBytes,
     dedup_ratio: s.storedBytes > 0 ? s.narBytes / s.storedBytes : 1,
+    gc_runs: [...(g.gcRuns ?? [])].reverse().map((r) => ({
+      at: r.at, result: r.result, freed_bytes: r.freedBytes, objects: r.objects, chunks: r.chunks, packs: r.packs,
+    })),
   };
 }

@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import type { ListenAddress, ServerConfig } from "../config.ts";
-import type { Garret } from "../cache/context.ts";
+import type { Garret, GcRunRecord } from "../cache/context.ts";
 import type { MetaStore } from "../db/types.ts";
 import { SqliteMetaStore } from "../db/sqlite.ts";
 import { openTokenAuthority } from "../auth/secret.ts";
@@ -55,7 +55,7 @@ export async function openApp(config: ServerConfig, listen: ListenAddress, opts:
     const access = new AccessTracker(meta, accessFlushInterval());
     const host = listen.hostname.includes(":") ? `[${listen.hostname}]` : listen.hostname;
     const g = Object.freeze({
-      meta, storage, access, narMemory: opts.narMemory, metrics: new Metrics(), upload: config.upload,
+      meta, storage, access, narMemory: opts.narMemory, metrics: new Metrics(), upload: config.upload, gcRuns: [] as GcRunRecord[],
       tokens: secret.tokens,
       revocations: new Revocations(() => meta.revocations()),
       ingest: { ...config.ingest, packSizeLimit: storage.preferredPackSize },

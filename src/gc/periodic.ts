@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { ServerConfig } from "../config.ts";
-import type { Garret } from "../cache/context.ts";
+import type { Garret, GcRunRecord } from "../cache/context.ts";
 import { AccessTracker } from "./access.ts";
 import { collectGarbage, GcBusyError } from "./collect.ts";
 
@@ -28,6 +28,7 @@ export function startCollector(g: Garret & { access: AccessTracker }, config: Se
         ...opts, packSizeLimit: g.ingest.packSizeLimit, log,
       });
       g.metrics?.gcRuns.inc({ result: "ok" });
+      remember(g, { at: Math.floor(Date.now() / 1000), result: "ok", freedBytes: Math.max(0, r.bytes), objects: r.objects, chunks: r.chunks, packs: r.packs });
       g.metrics?.gcFreedBytes.inc({}, Math.max(0, r.bytes));
       for (const kind of ["objects", "nars", "chunks", "packs", "leftovers"] as const) g.metrics?.gcRemoved.inc({ kind }, r[kind]);
       if (r.objects + r.nars + r.chunks + r.packs + r.leftovers > 0) {
@@ -35,7 +36,10 @@ export function startCollector(g: Garret & { access: AccessTracker }, config: Se
       }
     } catch (err) {
       g.metrics?.gcRuns.inc({ result: err instanceof GcBusyError ? "busy" : "failed" });
-      if (!(err instanceof GcBusyError)) log(`gc: failed: ${(err as Error).message}`);
+      if (!(err instanceof GcBusyError)) {
+        log(`gc: failed: ${(err as Error).message}`);
+        remember(g, { at: Math.floor(Date.now() / 1000), result: "failed", freedBytes: 0, objects: 0, chunks: 0, packs: 0 });
+      }
     }
   };
   if (opts.interval > 0) {
@@ -52,4 +56,13 @@ export function startCollector(g: Garret & { access: AccessTracker }, config: Se
       await access.flush().catch(() => {});
     },
   };
+}
+
+/** Keeps the last 10 runs for the dashboard's server page. */
+function remember(g: Garret, run: GcRunRecord): void {
+  // The context is frozen: the list is made with it (absent: nothing to record into).
+  const runs = g.gcRuns;
+  if (!runs) return;
+  runs.push(run);
+  if (runs.length > 10) runs.shift();
 }

@@ -99,6 +99,7 @@ describe("figures", () => {
     const body = await s.json() as Record<string, unknown>;
     expect(body.paths).toBe(4);
     expect(body.database).toBe(process.env.GARRET_TEST_DATABASE_URL ? "postgresql" : "sqlite");
+    expect(Array.isArray(body.gc_runs)).toBe(true);
     expect((await get("/_api/v1/server/stats", tokenA)).status).toBe(403);
     expect((await get("/_api/v1/server/stats")).status).toBe(401);
   });
@@ -135,4 +136,21 @@ describe("a private cache answers exactly like a missing one", () => {
     const listed = await (await get("/_api/v1/caches", tokenA)).json() as { caches: { name: string }[] };
     expect(listed.caches.map((c) => c.name)).not.toContain("b-private");
   });
+});
+
+test("server stats list the collections the server ran", async () => {
+  const gcServer = await startServer({ env: { GARRET_GC_INTERVAL: "1s" } });
+  try {
+    const root = mintToken(gcServer.dataDir, "--pull", "*", "--push", "*", "--delete", "*", "--create-cache", "*",
+      "--configure-cache", "*", "--configure-cache-retention", "*", "--destroy-cache", "*");
+    let runs: { result: string; at: number }[] = [];
+    while (runs.length === 0) {
+      await Bun.sleep(200);
+      runs = ((await (await fetch(`${gcServer.url}/_api/v1/server/stats`, { headers: { authorization: `Bearer ${root}` } })).json()) as { gc_runs: typeof runs }).gc_runs;
+    }
+    expect(runs[0]!.result).toBe("ok");
+    expect(typeof runs[0]!.at).toBe("number");
+  } finally {
+    await gcServer.stop();
+  }
 });
