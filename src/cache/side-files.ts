@@ -2,6 +2,8 @@ import { GarretError } from "../errors.ts";
 import { isValidStorePathHash, parseStorePathBasename } from "../nix/store-path.ts";
 import { DecodeError, decodeContent, isSupportedContentEncoding } from "../store/compression.ts";
 import { authorize, type Caller } from "./access.ts";
+import { narListing } from "../nix/nar-listing.ts";
+import { openNar } from "../store/nar-reader.ts";
 import type { Garret } from "./context.ts";
 
 /**
@@ -83,10 +85,32 @@ export async function getSideFile(g: Garret, caller: Caller, cacheName: string, 
   const cache = await authorize(g, caller, cacheName, "pull");
   if (!validName(kind, name, cache.storeDir)) throw noSuchObject();
   const key = keyOf(cache.id, kind, name);
-  if (!(await g.storage.exists(key))) throw noSuchObject();
+  if (!(await g.storage.exists(key))) {
+    if (kind === "ls") return generatedListing(g, cache.id, name);
+    throw noSuchObject();
+  }
   try {
     return await g.storage.read(key);
   } catch {
     throw noSuchObject();
+  }
+}
+
+/**
+ * The listing of a path whose pusher sent none (garret push, upload-path, nix copy without
+ * write-nar-listing): read from its NAR as served, decompressed, file contents skipped.
+ */
+async function generatedListing(g: Garret, cacheId: number, storePathHash: string): Promise<Uint8Array> {
+  const o = await g.meta.getObject(cacheId, storePathHash);
+  if (!o) throw noSuchObject();
+  const served = await g.meta.narToServe(cacheId, o.narHash);
+  if (!served) throw noSuchObject();
+  try {
+    const body = await openNar(g.storage, served.chunks, o.compression, null);
+    const stream = body.stream as unknown as AsyncIterable<Uint8Array>;
+    const plain = body.compression === "none" ? stream : decodeContent(stream, body.compression);
+    return Buffer.from(JSON.stringify(await narListing(plain)));
+  } catch {
+    throw new GarretError("StorageError", "the listing could not be made from the stored NAR");
   }
 }

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildExpr, NIX_OPTS, requireNix, run, runOk, SH, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { uploadPath } from "../helpers/api.ts";
+import { buildExpr, narOf, NIX_OPTS, requireNix, run, runOk, SH, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 
 requireNix();
@@ -81,6 +82,26 @@ describe("side files with stock Nix", () => {
     const link = (await res.json()) as { archive: string; member: string };
     expect(link.member).toBe(`lib/debug/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`);
     expect(link.archive).toMatch(/^\.\.\/nar\/[0-9a-z]{52}\.nar\.zst$/);
+  });
+
+  test("a path pushed through upload-path gets a generated .ls, which nix store ls --store reads", async () => {
+    const tag = uniqueTag();
+    const out = buildExpr(`let ${SH} in sh "fl-gen-${tag}" "/bin/mkdir -p $out/bin $out/share; echo ${tag} > $out/share/data; echo '#!/bin/sh' > $out/bin/run; /bin/chmod +x $out/bin/run; /bin/ln -s ../share/data $out/bin/link"`);
+    const res = await uploadPath(server.url, admin, "fl-a", out);
+    expect(res.status).toBe(200);
+    const ls = await fetch(`${server.url}/fl-a/${hashOf(out)}.ls`, { headers: { authorization: `Bearer ${admin}` } });
+    expect(ls.status).toBe(200);
+    const listing = (await ls.json()) as { version: number; root: { entries: Record<string, { type: string; entries: Record<string, Record<string, unknown>> }> } };
+    const nar = narOf(out);
+    const run_ = listing.root.entries.bin!.entries.run!;
+    expect([listing.version, run_.type, run_.executable, run_.size]).toEqual([1, "regular", true, 10]);
+    // narOffset points at the file's contents inside the NAR.
+    expect(nar.subarray(run_.narOffset as number, (run_.narOffset as number) + 10).toString()).toBe("#!/bin/sh\n");
+    expect(listing.root.entries.bin!.entries.link).toEqual({ type: "symlink", target: "../share/data" });
+    const r = nix(netrc, "store", "ls", "--store", `${server.url}/fl-a`, "-R", out);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("share/data");
+    expect((await fetch(`${server.url}/fl-a/${"0".repeat(32)}.ls`, { headers: { authorization: `Bearer ${admin}` } })).status).toBe(404);
   });
 
   test("a .ls that is not JSON and a log name that is not a derivation are refused", async () => {
