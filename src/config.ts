@@ -320,6 +320,14 @@ function oidcSettings(value: unknown): OidcTrust[] {
           }
           for (const pattern of list as string[]) caches[pattern] = { ...caches[pattern], [letter]: 1 };
         }
+        // An exact name decides over globs in a token, so `push = ["a"]` beside `pull = ["*"]` gets
+        // what the operator means: the name gets the globs' letters of this rule too.
+        for (const name of Object.keys(caches).filter((k) => !k.includes("*"))) {
+          for (const glob of Object.keys(caches).filter((k) => k.includes("*"))) {
+            const re = new RegExp(`^${glob.replace(/[+\-]/g, "\\$&").replace(/\*/g, ".*")}$`);
+            if (re.test(name)) caches[name] = { ...caches[glob], ...caches[name] };
+          }
+        }
         return { match, caches };
       }),
     };

@@ -98,9 +98,10 @@ export function hasAny(p: Permission): boolean {
 
 /**
  * Claims for `patterns` that grant no more than `claims` does, on any cache (token exchange).
- * An exact name gets what `claims` grants on it. A glob gets only the letters shared by the same
- * glob in `claims`, every exact name in `claims` it matches, and every glob before it in `claims`
- * (any of those may decide for some name it matches; later globs never do). `pullOnly` keeps only r.
+ * An exact name gets what `claims` grants on it. A glob must be one of `claims`' own and gets only
+ * the letters it shares with every glob before it in `claims` (any of those may decide for some name
+ * it matches; later ones never do); the exact names of `claims` it matches come along with their own
+ * grant, since an exact name decides over any glob. `pullOnly` keeps only r.
  */
 export function narrowClaims(claims: CachePermissionClaims, patterns: string[] | null, pullOnly: boolean): CachePermissionClaims {
   const out: CachePermissionClaims = {};
@@ -118,10 +119,13 @@ export function narrowClaims(claims: CachePermissionClaims, patterns: string[] |
       letters = lettersOf(claims[pattern]);
       for (const other of Object.keys(claims)) {
         if (other === pattern) break;
-        if (other.includes("*") || re.test(other)) letters = shared(letters, lettersOf(claims[other]));
+        if (other.includes("*")) letters = shared(letters, lettersOf(claims[other]));
       }
+      // Exact names the glob matches keep their own grant (an exact name wins in the new token too).
       for (const other of Object.keys(claims)) {
-        if (!other.includes("*") && re.test(other)) letters = shared(letters, lettersOf(claims[other]));
+        if (other.includes("*") || !re.test(other) || Object.hasOwn(out, other)) continue;
+        const own = keep(lettersOf(claims[other]));
+        out[other] = own;
       }
     }
     const kept = keep(letters);
