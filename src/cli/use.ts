@@ -2,7 +2,10 @@ import { chmod, mkdir, readFile, rename, stat, writeFile } from "node:fs/promise
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "./args.ts";
 import { rememberCache } from "../client/config.ts";
-import { addCacheToNixConf, defaultNetrcPath, netrcFileOf, setNetrcPassword, userNixConfPath } from "../client/nixconf.ts";
+import { addCacheToNixConf, defaultNetrcPath, netrcFileOf, netrcPasswordOf, setNetrcPassword, userNixConfPath } from "../client/nixconf.ts";
+import { permissionFor, type CachePermissionClaims } from "../auth/permissions.ts";
+import { unverifiedPayload } from "../auth/token.ts";
+import type { ApiClient } from "../client/api.ts";
 import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { CliError, UsageError } from "./errors.ts";
 
@@ -48,9 +51,9 @@ async function writeAtomic(path: string, text: string, mode: number): Promise<vo
 export async function useCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
-    options: { ...REMOTE_OPTIONS, "nix-conf": { type: "string" }, netrc: { type: "string" }, "dry-run": { type: "boolean" } },
+    options: { ...REMOTE_OPTIONS, "nix-conf": { type: "string" }, netrc: { type: "string" }, "dry-run": { type: "boolean" }, token: { type: "string" } },
   });
-  if (positionals.length !== 1) throw new UsageError("usage: garret use ALIAS:CACHE [--nix-conf FILE] [--netrc FILE] [--dry-run]");
+  if (positionals.length !== 1) throw new UsageError("usage: garret use ALIAS:CACHE [--nix-conf FILE] [--netrc FILE] [--token TOKEN] [--dry-run]");
   const { api, cache, alias } = await resolveRemote(positionals[0], { caFile: values["ca-file"] });
   const info = await api.getCache<CacheView>(cache);
   const dry = values["dry-run"] === true;
@@ -60,7 +63,7 @@ export async function useCommand(argv: string[]): Promise<void> {
   const before = await readOrEmpty(confPath);
   let netrcPath: string | null = null;
   if (!info.is_public) {
-    if (!api.token) throw new CliError(`${alias}:${cache} is private and ${alias} has no token; run garret login ${alias} URL TOKEN`);
+    if (!api.token && !values.token) throw new CliError(`${alias}:${cache} is private and ${alias} has no token; run garret login ${alias} URL TOKEN`);
     const named = netrcFileOf(before);
     const wanted = values.netrc ? resolve(values.netrc) : null;
     if (named && wanted && resolve(named) !== wanted) {
@@ -76,7 +79,8 @@ export async function useCommand(argv: string[]): Promise<void> {
   if (change.netrcFile) {
     host = new URL(info.substituter_endpoint).hostname;
     const current = await readOrEmpty(change.netrcFile);
-    ({ text: netrcText, changed: netrcChanged } = setNetrcPassword(current, host, api.token!));
+    const password = values.token ?? await pullTokenFor(api, cache, netrcPasswordOf(current, host), dry);
+    ({ text: netrcText, changed: netrcChanged } = setNetrcPassword(current, host, password));
   }
 
   if (change.added.length === 0 && !netrcChanged) {
@@ -101,4 +105,33 @@ export async function useCommand(argv: string[]): Promise<void> {
     say(`✓ Wrote credentials for machine ${host} to ${change.netrcFile}`);
   }
   await rememberCache(alias, cache, true);
+}
+
+/** Pull-only tokens `garret use` writes to netrc live this long (bounded by the login token's expiry). */
+const NETRC_TOKEN_SECONDS = 366 * 86400;
+
+const caches = (token: string | null): CachePermissionClaims | null => {
+  const claims = token ? unverifiedPayload(token)?.["https://jwt.attic.rs/v1"] as { caches?: CachePermissionClaims } | undefined : undefined;
+  return claims?.caches && typeof claims.caches === "object" ? claims.caches : null;
+};
+
+/**
+ * The token netrc gets for a private cache: a pull-only one, not the login token (netrc is read by
+ * every Nix build, and a push token there can poison the cache). netrc holds one password per host,
+ * so the token covers the caches the current one already does plus this one; a current token that
+ * already pulls from it and lasts five more minutes is kept (a second `use` changes nothing). A server
+ * without the exchange endpoint (Attic) gets the login token, as before, with a warning.
+ */
+async function pullTokenFor(api: ApiClient, cache: string, current: string | null, dry: boolean): Promise<string> {
+  const held = caches(current);
+  const exp = current ? unverifiedPayload(current)?.exp : undefined;
+  if (held && permissionFor(held, cache).pull && typeof exp === "number" && exp > Date.now() / 1000 + 300) return current!;
+  if (dry) return "(a pull-only token)";
+  const wanted = [...new Set([...Object.keys(held ?? {}).filter((p) => permissionFor(held, p).pull || p.includes("*")), cache])];
+  try {
+    return (await api.exchangeToken({ validity_seconds: NETRC_TOKEN_SECONDS, caches: wanted, pull_only: true })).token;
+  } catch (err) {
+    process.stderr.write(`warning: the server did not mint a pull-only token (${(err as Error).message.split("\n")[0]}); writing the login token to netrc\n`);
+    return api.token!;
+  }
 }

@@ -104,6 +104,19 @@ function tokens(text: string): Token[] {
  * Sets the password of `machine host` in netrc text: replaced in place when the entry exists,
  * appended otherwise. Other machines, logins and layout are kept. Nix sends it as Basic auth.
  */
+/** The password a netrc gives `host`, if any. */
+export function netrcPasswordOf(text: string, host: string): string | null {
+  const toks = tokens(text);
+  for (let i = 0; i < toks.length - 1; i++) {
+    if (toks[i]!.value !== "machine" || toks[i + 1]!.value !== host) continue;
+    for (let j = i + 2; j < toks.length - 1 && toks[j]!.value !== "machine" && toks[j]!.value !== "default"; j++) {
+      if (toks[j]!.value === "password") return toks[j + 1]!.value;
+    }
+    return null;
+  }
+  return null;
+}
+
 export function setNetrcPassword(text: string, host: string, password: string): { text: string; changed: boolean } {
   const toks = tokens(text);
   for (let i = 0; i < toks.length - 1; i++) {

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildClosure, narOf, requireNix, run, runOk, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
+import { claimsOf } from "../helpers/tokens.ts";
 import { inPty, loginClient, runAsync, runAsyncOk, type Client } from "./helpers.ts";
 
 requireNix();
@@ -82,7 +83,10 @@ describe("use", () => {
     const confText = readFileSync(conf, "utf8");
     const key = JSON.parse((await runAsyncOk(garretCmd("cache", "info", `main:${cache}`, "--json"), { env })).stdout).public_key;
     expect(confText).toBe(`extra-substituters = ${server.url}/${cache}\nextra-trusted-public-keys = ${key}\nnetrc-file = ${netrc}\n`);
-    expect(readFileSync(netrc, "utf8")).toBe(`machine 127.0.0.1 password ${client.token}\n`);
+    // Issue 17: netrc gets a pull-only token for the cache, not the login token.
+    const written = /^machine 127\.0\.0\.1 password (\S+)\n$/.exec(readFileSync(netrc, "utf8"))![1]!;
+    expect(written).not.toBe(client.token);
+    expect((claimsOf(written)["https://jwt.attic.rs/v1"] as { caches: unknown }).caches).toEqual({ [cache]: { r: 1 } });
     expect(statSync(netrc).mode & 0o777).toBe(0o600);
 
     const got = realise();
@@ -120,13 +124,14 @@ describe("use", () => {
     expect(lines[2]).toBe(`extra-substituters = https://example.org ${server.url}/${cache} # mine`);
     expect(lines[3]).toBe(`netrc-file = ${netrc}`); // the user's netrc is reused, not replaced
     expect(lines[4]).toMatch(new RegExp(`^extra-trusted-public-keys = ${cache}-1:`));
-    expect(readFileSync(netrc, "utf8")).toBe(`machine example.org\n  login me\n  password hunter2\nmachine 127.0.0.1 password ${client.token}\n`);
+    expect(readFileSync(netrc, "utf8")).toMatch(/^machine example.org\n  login me\n  password hunter2\nmachine 127.0.0.1 password \S+\n$/);
+    expect(readFileSync(netrc, "utf8")).not.toContain(client.token);
 
-    // A new token for the same host replaces only that password.
+    // A token given with --token replaces only that password.
     const token2 = mintToken(server.dataDir, "--pull", "*");
     const env2 = { ...client.env, XDG_CONFIG_HOME: tempDir("garret-client-") };
     await runAsyncOk(garretCmd("login", "local", server.url, token2), { env: env2 });
-    await runAsyncOk(garretCmd("use", `local:${cache}`, "--nix-conf", conf), { env: env2 });
+    await runAsyncOk(garretCmd("use", `local:${cache}`, "--nix-conf", conf, "--token", token2), { env: env2 });
     expect(readFileSync(netrc, "utf8")).toBe(`machine example.org\n  login me\n  password hunter2\nmachine 127.0.0.1 password ${token2}\n`);
   });
 
