@@ -17,10 +17,18 @@ export function publicKeyOf(cache: CacheRecord): string {
   return cacheKey(cache).publicKey;
 }
 
-export function cacheConfigView(g: Garret, cache: CacheRecord): CacheConfigView {
+/**
+ * The origin a request reached the server at (`http://host:port`, built by the route from a Host
+ * header it checked), used for advertised endpoints when no public URL is configured (as Attic
+ * does): listening on 0.0.0.0 or [::1] must not advertise those addresses.
+ */
+export type RequestOrigin = string & { readonly __origin: unique symbol };
+
+export function cacheConfigView(g: Garret, cache: CacheRecord, origin: RequestOrigin | null = null): CacheConfigView {
+  const base = g.publicUrlConfigured === false && origin ? origin : g.publicUrl;
   return {
-    substituter_endpoint: `${g.publicUrl}/${cache.name}`,
-    api_endpoint: `${g.publicUrl}/`,
+    substituter_endpoint: `${base}/${cache.name}`,
+    api_endpoint: `${base}/`,
     public_key: publicKeyOf(cache),
     is_public: cache.isPublic,
     store_dir: cache.storeDir,
@@ -32,6 +40,8 @@ export function cacheConfigView(g: Garret, cache: CacheRecord): CacheConfigView 
 }
 
 type Json = Record<string, unknown>;
+
+export const MAX_RETENTION_SECONDS = 2 ** 32 - 1;
 
 function field<T>(body: Json, key: string, check: (v: unknown) => v is T, what: string): T | undefined {
   const v = body[key];
@@ -55,6 +65,10 @@ function parseRetention(v: unknown): number | null | undefined {
   if (v === undefined) return undefined;
   if (v === "Global") return null;
   if (v && typeof v === "object" && isInt((v as Json).Period) && ((v as Json).Period as number) >= 0) {
+    // Attic's client reads the period as a u32: a larger one breaks attic push/use/cache info.
+    if (((v as Json).Period as number) > MAX_RETENTION_SECONDS) {
+      throw new GarretError("RequestError", `retention_period: at most ${MAX_RETENTION_SECONDS} seconds (2^32-1, what Attic's client can read)`);
+    }
     return (v as Json).Period as number;
   }
   throw new GarretError("RequestError", 'retention_period must be "Global" or {"Period": seconds}');

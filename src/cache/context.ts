@@ -18,6 +18,8 @@ export interface Garret {
   ingest: IngestOptions;
   /** Used to build absolute endpoints in cache-config answers, e.g. http://cache.example.com */
   publicUrl: string;
+  /** False when publicUrl is only the listen address: answers then advertise the request's origin. */
+  publicUrlConfigured?: boolean;
   /** Records narinfo/NAR fetches for retention (batched); absent = not tracked. */
   access?: AccessTracker;
   /** `[upload]` staging limits of native NAR PUTs; absent = the defaults. */

@@ -60,6 +60,7 @@ export async function openApp(config: ServerConfig, listen: ListenAddress, opts:
       revocations: new Revocations(() => meta.revocations()),
       ingest: { ...config.ingest, packSizeLimit: storage.preferredPackSize },
       publicUrl: (config.publicUrl ?? `http://${host}:${port}`).replace(/\/+$/, ""),
+      publicUrlConfigured: config.publicUrl !== null,
     });
     return {
       g, listen: { hostname: listen.hostname, port }, firstStart: secret.created,

@@ -5,7 +5,7 @@ import { authorize } from "../cache/access.ts";
 import { cacheConfigView, configureCache, createCache, destroyCache } from "../cache/caches.ts";
 import { missingPaths } from "../cache/paths.ts";
 import { uploadPath } from "../cache/upload.ts";
-import { callerOf } from "./auth.ts";
+import { callerOf, originOf } from "./auth.ts";
 import { countedBody, infoOf } from "./request-log.ts";
 import { jsonBody, splitPreamble, uploadBody } from "./body.ts";
 
@@ -43,15 +43,15 @@ export function atticApiRoutes(g: Garret) {
     })
     .get("/_api/v1/cache-config/:cache", async ({ request, params }) => {
       const cache = await authorize(g, await callerOf(g, request), params.cache, "any");
-      return Response.json(cacheConfigView(g, cache));
+      return Response.json(cacheConfigView(g, cache, originOf(request)));
     })
     .post("/_api/v1/cache-config/:cache", async ({ request, params }) => {
       const cache = await createCache(g, await callerOf(g, request), params.cache, await jsonBody(request));
-      return Response.json(cacheConfigView(g, cache));
+      return Response.json(cacheConfigView(g, cache, originOf(request)));
     })
     .patch("/_api/v1/cache-config/:cache", async ({ request, params }) => {
       const cache = await configureCache(g, await callerOf(g, request), params.cache, await jsonBody(request));
-      return Response.json(cacheConfigView(g, cache));
+      return Response.json(cacheConfigView(g, cache, originOf(request)));
     })
     .delete("/_api/v1/cache-config/:cache", async ({ request, params }) => {
       await destroyCache(g, await callerOf(g, request), params.cache);

@@ -1,6 +1,7 @@
 import { InvalidToken } from "../auth/token.ts";
 import { RejectedToken, type Caller } from "../cache/access.ts";
 import type { Garret } from "../cache/context.ts";
+import type { RequestOrigin } from "../cache/caches.ts";
 import { noteCaller } from "./request-log.ts";
 
 /** The token from `Authorization: Bearer <jwt>` or Basic auth with the token as password (netrc). */
@@ -40,4 +41,15 @@ async function verifyCaller(g: Garret, request: Request): Promise<Caller> {
     if (err instanceof InvalidToken) return new RejectedToken(err.message);
     throw err;
   }
+}
+
+/** A Host header value: a DNS name or IPv4 address, or a bracketed IPv6 address, with an optional port. */
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+
+/** The origin the client reached (from a well-formed Host; https when a proxy says so), or null. */
+export function originOf(request: Request): RequestOrigin | null {
+  const host = request.headers.get("host");
+  if (!host || host.length > 300 || !HOST.test(host)) return null;
+  const proto = request.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
+  return `${proto === "https" ? "https" : "http"}://${host}` as RequestOrigin;
 }

@@ -4,7 +4,7 @@ import type { Garret } from "../cache/context.ts";
 import { authorize } from "../cache/access.ts";
 import { cacheConfigView } from "../cache/caches.ts";
 import { narInfo, nixCacheInfo, openCacheNar, type NarAnswer } from "../cache/paths.ts";
-import { callerOf } from "./auth.ts";
+import { callerOf, originOf } from "./auth.ts";
 import { HEAD_MARKER } from "./head.ts";
 import { text } from "./responses.ts";
 import type { NativePush } from "../cache/native-push.ts";
@@ -70,7 +70,7 @@ export function binaryCacheRoutes(g: Garret, push?: NativePush) {
     })
     .get("/:cache/attic-cache-info", async ({ request, params }) => {
       const cache = await authorize(g, await callerOf(g, request), params.cache, "any");
-      return Response.json(cacheConfigView(g, cache), { headers: { "cache-control": cacheControl(cache.isPublic, SHORT) } });
+      return Response.json(cacheConfigView(g, cache, originOf(request)), { headers: { "cache-control": cacheControl(cache.isPublic, SHORT) } });
     })
     .get("/:cache/log/:drv", async ({ request, params }) => sideFile(g, request, params.cache, "log", params.drv))
     .get("/:cache/debuginfo/:id", async ({ request, params }) => sideFile(g, request, params.cache, "debuginfo", params.id))
