@@ -66,10 +66,12 @@ export async function copyDatabase(from: string, to: string, log: (line: string)
         }
         await flush();
         tables[t] = copied;
-        if (dstCols.has("id")) {
-          // Identity columns continue after the copied ids (and after ids SQLite handed out and deleted).
+        // Identity columns continue after the copied ids (and after ids SQLite handed out and deleted).
+        // Tables keyed by a text id (tokens: the jti) have no sequence to move.
+        const [serial] = dstCols.has("id") ? await tx.unsafe(`SELECT pg_get_serial_sequence('${t}', 'id') AS seq`) : [];
+        if (serial?.seq) {
           const seq = (db.query("SELECT seq FROM sqlite_sequence WHERE name = ?").get(t) as { seq: number } | null)?.seq ?? 0;
-          await tx.unsafe(`SELECT setval(pg_get_serial_sequence('${t}', 'id'), GREATEST($1::bigint, (SELECT COALESCE(MAX(id), 0) FROM ${t}), 1))`, [seq]);
+          await tx.unsafe(`SELECT setval('${serial.seq}', GREATEST($1::bigint, (SELECT COALESCE(MAX(id), 0) FROM ${t}), 1))`, [seq]);
         }
         log(`db copy: ${t}: ${copied} row(s)`);
       }

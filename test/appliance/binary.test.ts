@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildClosure, deleteClosure, narOf, requireNix, run, runOk, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
-import { BUN, REPO, startServer, type TestServer } from "../helpers/server.ts";
+import { BUN, REPO, startServer, withTestDatabase, type TestServer } from "../helpers/server.ts";
 import { pageWeight } from "../helpers/dashboard.ts";
 
 requireNix();
@@ -38,8 +38,8 @@ test("the binary knows its version and commit", () => {
 
 test("serve, token, login, cache create, push and stock Nix substitution, all from the binary", () => {
   const env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
-  const token = runOk([binary, "token", "create", "--data", server.dataDir, "--sub", "ops", "--validity", "1d",
-    "--pull", "bin-*", "--push", "bin-*", "--create-cache", "bin-*"], { cwd: outside }).trim();
+  const token = runOk([binary, ...withTestDatabase(["token", "create", "--data", server.dataDir, "--sub", "ops", "--validity", "1d",
+    "--pull", "bin-*", "--push", "bin-*", "--create-cache", "bin-*"])], { cwd: outside }).trim();
   runOk([binary, "login", "local", server.url, token], { cwd: outside, env });
   runOk([binary, "cache", "create", "local:bin-cache"], { cwd: outside, env });
   const key = JSON.parse(runOk([binary, "cache", "info", "local:bin-cache", "--json"], { cwd: outside, env })).public_key;

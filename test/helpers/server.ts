@@ -7,7 +7,7 @@ import { pgUrlFor } from "./db.ts";
 /** Commands that open the metadata store get the data dir's PostgreSQL database when the suite runs on it. */
 const DATABASE_COMMANDS = new Set(["serve", "gc", "fsck", "token", "audit"]);
 
-function withTestDatabase(args: string[]): string[] {
+export function withTestDatabase(args: string[]): string[] {
   if (!DATABASE_COMMANDS.has(args[0]!) || args.includes("--database-url")) return args;
   const i = args.indexOf("--data");
   const url = i >= 0 && args[i + 1] ? pgUrlFor(resolve(args[i + 1]!)) : null;

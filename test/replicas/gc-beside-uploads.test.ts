@@ -37,7 +37,7 @@ beforeAll(async () => {
   const bDir = tempDir("garret-replica-");
   copyFileSync(join(a.dataDir, "token-secret"), join(bDir, "token-secret"));
   b = await startServer({ dataDir: bDir, env: { ...s3.env(), GARRET_GC_INTERVAL: "0" }, args: ["--database-url", dbUrl] });
-  token = mintToken(a.dataDir, "--pull", "*", "--push", "*", "--create-cache", "*", "--delete", "*");
+  token = mintToken(a.dataDir, "--database-url", dbUrl, "--pull", "*", "--push", "*", "--create-cache", "*", "--delete", "*");
   key = await createCache(a.url, token, "live");
   await createCache(a.url, token, "victim");
   netrc = join(tempDir(), "netrc");

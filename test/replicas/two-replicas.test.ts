@@ -64,7 +64,7 @@ beforeAll(async () => {
   sql = new SQL(dbUrl);
   a = await replica();
   b = await replica();
-  token = mintToken(a.dataDir, "--pull", "*", "--push", "*", "--create-cache", "*", "--configure-cache", "*");
+  token = mintToken(a.dataDir, "--database-url", dbUrl, "--pull", "*", "--push", "*", "--create-cache", "*", "--configure-cache", "*");
 });
 
 afterAll(async () => {

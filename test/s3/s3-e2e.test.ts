@@ -3,7 +3,8 @@
  * the same bucket and database, S3 dying mid-upload, and wrong credentials at startup.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildClosure, buildExpr, deleteClosure, narOf, requireNix, run, SH, substitute, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
@@ -169,8 +170,11 @@ async function firstPath(): Promise<string> {
 }
 
 describe("startup checks", () => {
+  // A data dir of its own: the running server's is locked against a second serve.
+  const freshDataDir = () => mkdtempSync(join(tmpdir(), "garret-s3-startup-"));
+
   test("wrong credentials stop the server at startup with one line naming the problem", () => {
-    const r = run(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", server.dataDir), {
+    const r = run(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", freshDataDir()), {
       env: { ...s3.env(), GARRET_S3_ACCESS_KEY_ID: "NOT-A-KEY", GARRET_S3_SECRET_ACCESS_KEY: "wrong-secret" }, timeout: 15000,
     });
     expect(r.code).toBe(1);
@@ -179,7 +183,7 @@ describe("startup checks", () => {
   });
 
   test("a missing bucket stops the server at startup with one line naming it", () => {
-    const r = run(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", server.dataDir), { env: s3.env("no-such-bucket"), timeout: 15000 });
+    const r = run(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", freshDataDir()), { env: s3.env("no-such-bucket"), timeout: 15000 });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('error: storage: S3 bucket "no-such-bucket" does not exist');
   });
