@@ -3,51 +3,8 @@ import pkg from "../package.json" with { type: "json" };
 import { ApiError } from "./client/api.ts";
 import { NixCommandError } from "./client/nix.ts";
 import { CliError, UsageError } from "./cli/errors.ts";
-
-const HELP = `garret ${pkg.version}: a multi-tenant Nix binary cache
-
-Server:
-  garret serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--log-format text|json]
-                                                     serve caches (default 127.0.0.1:8080, ./garret-data)
-  garret config check|print [--config FILE]          validate, or show the effective settings (secrets hidden)
-  garret gc [--data DIR | --config FILE] [--dry-run] [--json]
-                                                     collect garbage now (retention, orphans, compaction)
-  garret fsck [--repair] [--sample N] [--data DIR | --config FILE]
-                                                     check stored bytes; --repair hides damaged paths
-  garret audit [--data DIR | --config FILE] [--json]
-                                                     admin actions (cache create/configure/destroy/purge, tokens) with actor and time
-  garret db copy --from sqlite:///…/garret.db --to postgres://…
-                                                     move metadata to PostgreSQL (target must be empty)
-  garret setup [--yes] [--output FILE] [--listen ..] [--storage local|s3] ..
-                                                     wizard: write a config, data dir and first cache
-  garret token create --sub NAME --validity 1y [--pull P] [--push P] [--delete P] [--create-cache P]
-        [--configure-cache P] [--configure-cache-retention P] [--destroy-cache P] [--data DIR]
-
-Client:
-  garret login ALIAS URL [TOKEN]                     remember a server and its token
-        [--set-default] [--ca-file FILE]            (without TOKEN or GARRET_TOKEN: asked for, not echoed)
-  garret cache create|info|configure|destroy ALIAS:CACHE [--public] [--priority N] [--json]
-        [--yes]                                      (destroy asks first on a terminal)
-  garret cache list [ALIAS] [--json]                 caches this client knows, checked on the server
-  garret push ALIAS:CACHE PATH...                    push store paths and their closures
-        [-j N] [--stdin] [--json] [--ignore-upstream-cache-filter] [--compression auto|zstd|none]
-        [--limit-rate 20M] [--retries N]
-  garret use ALIAS:CACHE [--nix-conf FILE] [--netrc FILE] [--dry-run]
-                                                     make Nix substitute from a cache (nix.conf, netrc)
-  garret watch-store ALIAS:CACHE [-j N] [--interval SECONDS]
-                                                     push every new store path as it appears
-  garret queue ALIAS:CACHE [PATH...]                 spool $OUT_PATHS for a later push (post-build-hook)
-  garret queue --drain | --worker | --list [--state-dir DIR]
-                                                     upload what is spooled: once, or forever
-  (client commands that reach a server take --ca-file FILE; SSL_CERT_FILE and NODE_EXTRA_CA_CERTS work too)
-  garret cache rm ALIAS:CACHE PATH [--recursive]     remove a path from a cache
-  garret cache log ALIAS:CACHE [--uploaded-by SUB | --token-id ID] [--json]
-                                                     who pushed what: sub, token id, time, client address
-  garret cache purge ALIAS:CACHE --uploaded-by SUB | --token-id ID [--since TIME] [--dry-run] [--json]
-        [--all-caches]                               hide an uploader's paths and their dependants
-  garret pin ALIAS:CACHE NAME PATH                   keep a path and its closure regardless of retention
-  garret pin list|remove ALIAS:CACHE [NAME]
-`;
+import { commandHelp, overview, subcommandsOf } from "./cli/help.ts";
+import { didYouMean } from "./cli/suggest.ts";
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -55,18 +12,6 @@ type Command = (argv: string[]) => Promise<void>;
 function wantsHelp(args: string[]): boolean {
   const end = args.indexOf("--");
   return (end < 0 ? args : args.slice(0, end)).some((a) => a === "--help" || a === "-h");
-}
-
-/** The lines of HELP about one command (its usage lines and their continuations). */
-function commandHelp(name: string): string {
-  const out: string[] = [];
-  let inside = false;
-  for (const line of HELP.split("\n")) {
-    if (/^  garret /.test(line)) inside = line.startsWith(`  garret ${name} `) || line === `  garret ${name}`;
-    else if (!/^ {6,}/.test(line)) inside = false;
-    if (inside) out.push(line);
-  }
-  return out.length > 0 ? `${out.join("\n")}\n` : HELP;
 }
 
 // Set by scripts/build.ts in the compiled executable.
@@ -123,26 +68,52 @@ function report(err: unknown): number {
   return 70;
 }
 
+/** A command (or a command's subcommand) that does not exist, with the nearest real one. */
+function unknownCommand(given: string, known: string[], prefix = ""): UsageError {
+  const hint = didYouMean(given, known, (s) => JSON.stringify(`${prefix}${s}`));
+  return new UsageError(`unknown command ${JSON.stringify(`${prefix}${given}`)}${hint || `; see garret ${prefix}--help`}`);
+}
+
+/** `garret help [COMMAND [SUB]]` and `garret COMMAND [SUB] --help`. */
+function printHelp(name: string | undefined, sub: string | undefined): void {
+  if (!name) {
+    process.stdout.write(overview(pkg.version));
+    return;
+  }
+  if (!Object.hasOwn(COMMANDS, name)) throw unknownCommand(name, Object.keys(COMMANDS));
+  process.stdout.write(commandHelp(name, sub));
+}
+
+/** Refuses a mistyped subcommand of cache, token, config or db before loading the command. */
+function checkSubcommand(name: string, rest: string[]): void {
+  const subs = subcommandsOf(name);
+  const sub = rest[0];
+  if (!subs || sub === undefined || sub.startsWith("-") || subs.includes(sub)) return;
+  throw unknownCommand(sub, subs, `${name} `);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === "help" || name === "--help" || name === "-h") {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (name === "--version" || name === "version") {
-    process.stdout.write(`garret ${pkg.version} (commit ${commit()})\n`);
-    return 0;
-  }
-  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-  if (load && name !== "setup" && wantsHelp(rest)) {
-    process.stdout.write(commandHelp(name));
-    return 0;
-  }
-  if (!load) {
-    process.stderr.write(`error: unknown command ${JSON.stringify(name)}; see garret --help\n`);
-    return 2;
-  }
   try {
+    if (!name || name === "--help" || name === "-h") {
+      printHelp(undefined, undefined);
+      return 0;
+    }
+    if (name === "help") {
+      printHelp(rest[0], rest[1]);
+      return 0;
+    }
+    if (name === "--version" || name === "version") {
+      process.stdout.write(`garret ${pkg.version} (commit ${commit()})\n`);
+      return 0;
+    }
+    const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (!load) throw unknownCommand(name, Object.keys(COMMANDS));
+    if (wantsHelp(rest)) {
+      printHelp(name, rest[0]);
+      return 0;
+    }
+    checkSubcommand(name, rest);
     await (await load())(rest);
     return 0;
   } catch (err) {

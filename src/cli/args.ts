@@ -1,4 +1,5 @@
 import { UsageError } from "./errors.ts";
+import { didYouMean } from "./suggest.ts";
 
 /*
  * The command-line parser of every subcommand: the part of node:util's parseArgs that garret
@@ -96,7 +97,7 @@ export function parseArgs<O extends Record<string, OptionSpec>>(
       const inline = eq < 0 ? undefined : arg.slice(eq + 1);
       const spec = Object.hasOwn(options, name) ? options[name] : undefined;
       if (!spec) {
-        if (strict) throw new UsageError(`Unknown option '--${name}'`);
+        if (strict) throw new UsageError(`Unknown option '--${name}'${didYouMean(name, Object.keys(options), (n) => `'--${n}'`)}`);
         continue;
       }
       if (spec.type === "boolean") {

@@ -1,6 +1,7 @@
 import { parseArgs } from "./args.ts";
 import { Spool, stateDir } from "../client/spool.ts";
 import { UsageError } from "./errors.ts";
+import { didYouMean } from "./suggest.ts";
 import { runsLong } from "./long-running.ts";
 
 const USAGE = "usage: garret queue ALIAS:CACHE [PATH...] (paths default to $OUT_PATHS) | garret queue --drain | --worker | --list";
@@ -46,6 +47,12 @@ function enqueue(argv: string[]): void {
 
 export async function queueCommand(argv: string[]): Promise<void> {
   const mode = argv.find((a) => a === "--drain" || a === "--worker" || a === "--list");
+  // A post-build-hook names its target first; a flag first without a mode is a mistyped mode.
+  if (!mode && argv[0]?.startsWith("--") && argv[0] !== "--state-dir" && !argv[0].startsWith("--state-dir=")) {
+    const given = argv[0].replace(/=.*$/, "").slice(2);
+    const hint = didYouMean(given, ["drain", "worker", "list", "state-dir"], (n) => `"--${n}"`);
+    throw new UsageError(`unknown option "--${given}"${hint || "; see garret queue --help"}`);
+  }
   if (!mode) return enqueue(argv);
 
   const { PUSH_OPTIONS, pushOptionsFrom } = await import("./push.ts");
