@@ -2,6 +2,7 @@ import { fstatSync } from "node:fs";
 import type cliProgressTypes from "cli-progress";
 import type { PushEvents, PushPlan, PushSummary } from "../client/push.ts";
 import type { LocalPathInfo } from "../client/nix.ts";
+import type { ApiError } from "../client/api.ts";
 
 export type OutputMode = "tty" | "plain" | "json";
 
@@ -51,6 +52,31 @@ export function doneLine(s: PushSummary): string {
     + `${s.upstream} in upstream, ${s.failed} failed (${fmtBytes(s.bytes)} in ${s.seconds.toFixed(1)} s)`;
 }
 
+const NET_REASONS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "name lookup failed",
+  ETIMEDOUT: "timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+};
+
+/** "1 s", "0.5 s", "12 s" ("40 ms" for the short waits of tests): the wait before the next attempt. */
+function fmtDelay(ms: number): string {
+  if (ms < 100) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  return `${s >= 10 || Number.isInteger(s) ? Math.round(s) : s.toFixed(1)} s`;
+}
+
+/** The line shown while a call before the uploads waits for a server that is down or failing. */
+export function serverRetryLine(server: string, attempt: number, retries: number, err: ApiError, delayMs: number): string {
+  const what = err.status === 0
+    ? `unreachable (${NET_REASONS[err.netCode ?? ""] ?? err.netCode ?? err.message})`
+    : `answered ${err.status} (${err.message})`;
+  return `↻ server ${server} ${what}; retry ${attempt}/${retries} in ${fmtDelay(delayMs)}`;
+}
+
 export interface Reporter {
   events: Partial<PushEvents>;
   /** Stops the bars and prints the last line (or the JSON summary). */
@@ -77,6 +103,7 @@ export function lineReporter(mode: "plain" | "json", cache: string): Reporter {
         console.log(`✓ ${p.path} (${fmtBytes(p.narSize)}${a.kind === "Deduplicated" ? ", deduplicated" : ""}, ${secs} s)`);
       },
       retry: (p, n, e, ms) => console.error(`↻ ${p.path}: ${e.message}; retry ${n} in ${(ms / 1000).toFixed(1)} s`),
+      serverRetry: (...a) => console.error(serverRetryLine(...a)),
       failed: (p, e) => console.error(`✗ ${p.path}: ${e.message}`),
     },
     finish: (s) => console.log(plain ? doneLine(s) : JSON.stringify(s)),
@@ -121,6 +148,12 @@ export async function pushReporter(mode: OutputMode, cache: string, stream?: Nod
   let total = 0;
   let bytes = 0;
   const active = new Map<string, { bar: cliProgressTypes.SingleBar; sent: number }>();
+  // MultiBar.stop() draws the bars one last time but not the lines logged since the last redraw:
+  // the last path's ✓ was lost. One more redraw writes them first.
+  const stop = () => {
+    if (overall) (multibar as unknown as { update(): void }).update();
+    multibar.stop();
+  };
   const close = (p: LocalPathInfo) => {
     const a = active.get(p.path);
     if (a) {
@@ -153,23 +186,26 @@ export async function pushReporter(mode: OutputMode, cache: string, stream?: Nod
         a.bar.increment(n);
         overall?.increment(n);
       },
+      // Logged before the bar goes: removing it redraws, which writes the logged lines out.
       uploaded: (p, a) => {
         done++;
-        close(p);
         multibar.log(`✓ ${p.path} (${fmtBytes(p.narSize)}${a.kind === "Deduplicated" ? ", deduplicated" : ""})\n`);
+        close(p);
       },
       retry: (p, n, e, ms) => multibar.log(`↻ ${p.path}: ${e.message}; retry ${n} in ${(ms / 1000).toFixed(1)} s\n`),
+      // Before the plan: no bars yet, so nothing would draw a logged line.
+      serverRetry: (...a) => err(serverRetryLine(...a)),
       failed: (p, e) => {
         done++;
-        close(p);
         multibar.log(`✗ ${p.path}: ${e.message}\n`);
+        close(p);
       },
     },
     finish: (s) => {
-      multibar.stop();
+      stop();
       out.write(`${doneLine(s)}\n`);
     },
-    abort: () => multibar.stop(),
+    abort: () => stop(),
   };
 }
 

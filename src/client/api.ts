@@ -1,15 +1,28 @@
 import type { GetMissingPathsAnswer, UploadAnswer, UploadNarInfo } from "../api/attic.ts";
 import { ATTIC_PATHS } from "../api/attic.ts";
-import { DASHBOARD_PATHS, GARRET_PATHS, type CachesAnswer, type TokenExchangeAnswer, type TokenExchangeRequest } from "../api/garret.ts";
+import { DASHBOARD_PATHS, GARRET_PATHS, type CachesAnswer, type CacheStatsAnswer, type TokenExchangeAnswer, type TokenExchangeRequest } from "../api/garret.ts";
 import type { ServerEntry } from "./config.ts";
 import { tlsOptions } from "./tls.ts";
 import { defaultRetryPolicy, withRetry, type RetryPolicy } from "./retry.ts";
 
 /** An error answer from the server, carrying its stable error name. */
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly error: string, message: string) {
+  /** For a failed connection (status 0): the system's code, e.g. ECONNREFUSED. */
+  readonly netCode?: string;
+
+  constructor(readonly status: number, readonly error: string, message: string, netCode?: string) {
     super(message);
+    if (netCode) this.netCode = netCode;
   }
+}
+
+/** Told before each retry of an idempotent call (attempt counts from 1, of `retries`). */
+export type RetryListener = (attempt: number, retries: number, err: ApiError, delayMs: number) => void;
+
+export interface CallOptions {
+  onRetry?: RetryListener;
+  /** Instead of the client's own backoff (push's --retries). */
+  retry?: RetryPolicy;
 }
 
 export type { UploadAnswer, UploadNarInfo };
@@ -32,7 +45,7 @@ export function networkError(base: string, err: unknown, what = `cannot reach ${
   if (e?.code && TLS_CODES.test(e.code)) {
     return new ApiError(0, "TlsError", `${what}: ${detail} (for a private CA pass --ca-file FILE, or set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS)`);
   }
-  return new ApiError(0, "NetworkError", `${what}: ${detail}`);
+  return new ApiError(0, "NetworkError", `${what}: ${detail}`, e?.code);
 }
 
 /** A thin client for garret's (and Attic's) /_api/v1, with retries on idempotent calls. */
@@ -77,9 +90,12 @@ export class ApiClient {
     return parseAnswer<T>(res);
   }
 
-  private call<T>(method: string, path: string, body?: unknown, retry = method === "GET"): Promise<T> {
+  private call<T>(method: string, path: string, body?: unknown, retry = method === "GET", opts: CallOptions = {}): Promise<T> {
     if (!retry) return this.json<T>(method, path, body);
-    return withRetry(this.retry, () => this.json<T>(method, path, body));
+    const onRetry = opts.onRetry;
+    const policy = opts.retry ?? this.retry;
+    return withRetry(policy, () => this.json<T>(method, path, body),
+      onRetry && ((n, err, ms) => onRetry(n, policy.retries, err as ApiError, ms)));
   }
 
   /** Trades this client's token for a narrower, shorter-lived one (not retried: each call mints). */
@@ -87,8 +103,13 @@ export class ApiClient {
     return this.call("POST", GARRET_PATHS.tokenExchange, req, false);
   }
 
-  getCache<T>(cache: string): Promise<T> {
-    return this.call("GET", ATTIC_PATHS.cacheConfig(cache));
+  getCache<T>(cache: string, opts: CallOptions = {}): Promise<T> {
+    return this.call("GET", ATTIC_PATHS.cacheConfig(cache), undefined, true, opts);
+  }
+
+  /** A cache's figures (garret servers since issue 14; others answer 404). */
+  cacheStats(cache: string): Promise<CacheStatsAnswer> {
+    return this.call("GET", DASHBOARD_PATHS.cacheStats(cache));
   }
 
   /** Every cache the token may see, with its figures (garret servers since issue 14; others answer 404). */
@@ -108,10 +129,10 @@ export class ApiClient {
     return this.call("DELETE", ATTIC_PATHS.cacheConfig(cache));
   }
 
-  async missingPaths(cache: string, hashes: string[]): Promise<string[]> {
+  async missingPaths(cache: string, hashes: string[], opts: CallOptions = {}): Promise<string[]> {
     const answer = await this.call<GetMissingPathsAnswer>("POST", ATTIC_PATHS.getMissingPaths, {
       cache, store_path_hashes: hashes,
-    }, true);
+    }, true, opts);
     return answer.missing_paths;
   }
 
