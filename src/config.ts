@@ -7,6 +7,7 @@ import { COMPRESSIONS } from "./store/compression.ts";
 import { DEFAULT_PART_SIZE, type S3Settings } from "./store/s3.ts";
 import type { Compression } from "./db/types.ts";
 import { DURATION_HINT, parseDuration } from "./duration.ts";
+import { parseSize } from "./size.ts";
 import { unknownKeys } from "./config-keys.ts";
 import { DEFAULT_GC, type GcOptions } from "./gc/config.ts";
 import { DEFAULT_UPLOAD, type UploadLimits } from "./cache/native-push.ts";
@@ -216,8 +217,6 @@ function gcSettings(s: Settings, flags: ServerFlags): GcOptions {
   };
 }
 
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3, t: 1e12, tb: 1e12, tib: 1024 ** 4 };
-
 /**
  * `[upload] staging-quota` (bytes of staged NAR per token; a number, or "10GiB", "500MB") and
  * `staging-ttl` (seconds, or "30s", "15m", "1h"): native `nix copy` PUTs not yet named by a narinfo.
@@ -226,10 +225,11 @@ function uploadSettings(s: Settings): UploadLimits {
   const quotaText = s.text("upload.staging-quota", "GARRET_UPLOAD_STAGING_QUOTA");
   let stagingQuota = DEFAULT_UPLOAD.stagingQuota;
   if (quotaText !== undefined) {
-    const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(quotaText.trim());
-    const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-    if (!m || unit === undefined) throw new ConfigError(`upload.staging-quota: expected bytes or a size like 10GiB, got ${JSON.stringify(quotaText)}`);
-    stagingQuota = Math.floor(Number(m[1]) * unit);
+    try {
+      stagingQuota = parseSize(quotaText, "upload.staging-quota");
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
   }
   const ttl = s.duration("upload.staging-ttl", "GARRET_UPLOAD_STAGING_TTL");
   if (ttl !== undefined && ttl <= 0) throw new ConfigError("upload.staging-ttl: must be longer than 0");

@@ -1,5 +1,8 @@
 import type { CacheConfigView } from "../api/attic.ts";
-import type { CacheSummary } from "../api/garret.ts";
+import type { CacheStatsAnswer, CacheSummary } from "../api/garret.ts";
+import { DurationError, parseDuration } from "../duration.ts";
+import { parseSize, SizeError } from "../size.ts";
+import { fmtBytes } from "./progress.ts";
 import { parseArgs } from "./args.ts";
 import { ApiClient, ApiError } from "../client/api.ts";
 import { loadClientConfig, rememberCache } from "../client/config.ts";
@@ -13,6 +16,8 @@ const OPTIONS = {
   priority: { type: "string" },
   "upstream-cache-key-name": { type: "string", multiple: true },
   "regenerate-keypair": { type: "boolean" },
+  retention: { type: "string" },
+  quota: { type: "string" },
   json: { type: "boolean" },
   yes: { type: "boolean" },
   ...REMOTE_OPTIONS,
@@ -30,11 +35,91 @@ function settingsFrom(values: Record<string, unknown>): Record<string, unknown> 
   }
   if (Array.isArray(values["upstream-cache-key-name"])) body.upstream_cache_key_names = values["upstream-cache-key-name"];
   if (values["regenerate-keypair"]) body.keypair = "Generate";
+  if (typeof values.retention === "string") body.retention_period = retentionFrom(values.retention);
+  if (typeof values.quota === "string") body.quota_bytes = quotaFrom(values.quota);
   return body;
 }
 
-function printInfo(cache: string, c: CacheConfigView): void {
-  process.stdout.write([
+/**
+ * --retention: a duration in the one grammar (7d, 3mo, 1y); 0, "forever" or "none" keeps paths
+ * forever; "default" goes back to the server's `[gc] retention` (Attic's "Global").
+ */
+function retentionFrom(text: string): CacheConfigView["retention_period"] {
+  const t = text.trim().toLowerCase();
+  if (t === "default" || t === "global") return "Global";
+  if (t === "forever" || t === "none") return { Period: 0 };
+  try {
+    return { Period: parseDuration(t, "--retention") };
+  } catch (err) {
+    if (err instanceof DurationError) throw new UsageError(`${err.message}, or 0/forever to keep paths forever, or default for the server's [gc] retention`);
+    throw err;
+  }
+}
+
+/** --quota: stored bytes the cache may keep (10G, 500MiB), or "none" to remove the quota. */
+function quotaFrom(text: string): number | null {
+  if (["none", "off"].includes(text.trim().toLowerCase())) return null;
+  let n: number;
+  try {
+    n = parseSize(text, "--quota");
+  } catch (err) {
+    if (err instanceof SizeError) throw new UsageError(`${err.message}, or none to remove the quota`);
+    throw err;
+  }
+  // A quota of 0 would evict every unpinned path at the next collection: surely a slip.
+  if (n === 0) throw new UsageError("--quota 0 would evict every unpinned path; pass a size like 10G, or none to remove the quota");
+  return n;
+}
+
+/** The figures `cache info` adds: path count, logical and stored bytes, dedup saving, last push. */
+export interface CacheFigures {
+  paths: number;
+  /** Logical bytes: the NAR sizes of its paths added up. */
+  nar_bytes: number;
+  /** What its distinct NARs take in storage (compressed, deduplicated). */
+  stored_bytes: number;
+  /** The share of nar_bytes that storage did not need (0..1): 1 - stored_bytes / nar_bytes. */
+  dedup_saving: number;
+  /** When the last path was pushed (ISO 8601, UTC), or null. */
+  last_push: string | null;
+}
+
+export function figuresOf(s: CacheStatsAnswer): CacheFigures {
+  const saving = s.nar_bytes > 0 ? Math.max(0, 1 - s.stored_bytes / s.nar_bytes) : 0;
+  return {
+    paths: s.paths, nar_bytes: s.nar_bytes, stored_bytes: s.stored_bytes,
+    dedup_saving: Number(saving.toFixed(4)),
+    last_push: s.last_push_at === null ? null : new Date(s.last_push_at * 1000).toISOString(),
+  };
+}
+
+/** The server's figures, or null where it has none (Attic's API, an older garret) or will not say. */
+async function figures(api: ApiClient, cache: string): Promise<CacheFigures | null> {
+  try {
+    return figuresOf(await api.cacheStats(cache));
+  } catch (err) {
+    // 404: no such endpoint; 403: a token that may read the cache's settings but not its figures.
+    if (err instanceof ApiError && (err.status === 404 || err.status === 403)) return null;
+    throw err;
+  }
+}
+
+function fmtRetention(r: CacheConfigView["retention_period"]): string {
+  if (r === "Global") return "server default ([gc] retention)";
+  if (r.Period === 0) return "forever";
+  const units: [number, string][] = [[31556952, "y"], [2629746, "mo"], [604800, "w"], [86400, "d"], [3600, "h"], [60, "m"]];
+  const hit = units.find(([n]) => r.Period % n === 0);
+  return hit ? `${r.Period / hit[0]}${hit[1]} (${r.Period} s)` : `${r.Period} s`;
+}
+
+function fmtAgo(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  const ago = s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : s < 86400 ? `${Math.floor(s / 3600)} h` : `${Math.floor(s / 86400)} d`;
+  return `${iso.replace("T", " ").replace(/\.\d+Z$/, " UTC")} (${ago} ago)`;
+}
+
+function printInfo(cache: string, c: CacheConfigView, f: CacheFigures | null = null): void {
+  const lines = [
     `Cache: ${cache}`,
     `  Public: ${c.is_public}`,
     `  Public Key: ${c.public_key}`,
@@ -42,8 +127,19 @@ function printInfo(cache: string, c: CacheConfigView): void {
     `  Store Directory: ${c.store_dir}`,
     `  Priority: ${c.priority}`,
     `  Upstream Cache Keys: ${JSON.stringify(c.upstream_cache_key_names)}`,
-    `  Retention Period: ${JSON.stringify(c.retention_period)}`,
-  ].join("\n") + "\n");
+    `  Retention Period: ${fmtRetention(c.retention_period)}`,
+    `  Quota: ${c.quota_bytes === null || c.quota_bytes === undefined ? "none" : `${fmtBytes(c.quota_bytes)} (${c.quota_bytes} bytes)`}`,
+  ];
+  if (f) {
+    lines.push(
+      `  Paths: ${f.paths}`,
+      `  Logical Size (NAR): ${fmtBytes(f.nar_bytes)}`,
+      `  Stored Size: ${fmtBytes(f.stored_bytes)}`,
+      `  Dedup Saving: ${(f.dedup_saving * 100).toFixed(1)}% (${fmtBytes(Math.max(0, f.nar_bytes - f.stored_bytes))})`,
+      `  Last Push: ${f.last_push ? fmtAgo(f.last_push) : "never"}`,
+    );
+  }
+  process.stdout.write(lines.join("\n") + "\n");
 }
 
 interface ListedCache {
@@ -146,13 +242,18 @@ export async function cacheCommand(argv: string[]): Promise<void> {
       return;
     }
     case "info": {
+      const stats = figures(api, cache);
+      stats.catch(() => {}); // awaited below, after the config (whose error, e.g. NoSuchCache, comes first)
       const c = await api.getCache<CacheConfigView>(cache);
+      const f = await stats;
       await rememberCache(alias, cache, true);
-      return void out(c);
+      if (values.json) process.stdout.write(`${JSON.stringify({ ...c, ...f }, null, 2)}\n`);
+      else printInfo(cache, c, f);
+      return;
     }
     case "configure": {
       const body = settingsFrom(values);
-      if (Object.keys(body).length === 0) throw new UsageError("nothing to configure: pass --public, --private, --priority N, ...");
+      if (Object.keys(body).length === 0) throw new UsageError("nothing to configure: pass --public, --private, --priority N, --retention DURATION, --quota SIZE, ...");
       const c = await api.configureCache<CacheConfigView>(cache, body);
       if (values.json) out(c);
       else process.stdout.write(`✓ Configured cache ${cache}\n`);
