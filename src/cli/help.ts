@@ -49,6 +49,8 @@ const CACHE_SETTINGS: readonly FlagHelp[] = [
   ["--private", "only tokens with pull may read it"],
   ["--priority N", "the cache's priority for Nix (lower is preferred; default 41)"],
   ["--upstream-cache-key-name KEY", "paths signed by this key are not pushed (e.g. cache.nixos.org-1); repeatable"],
+  ["--retention DURATION", "garbage-collect paths not pulled for this long (7d, 3mo, 1y); 0 or forever keeps them; default: the server's [gc] retention (needs configure-cache-retention)"],
+  ["--quota SIZE", "stored bytes the cache may keep (10G, 500MiB) before least recently used paths go; none removes it (needs configure-cache-retention)"],
 ];
 
 export const HELP: Readonly<Record<string, CommandHelp>> = {
@@ -207,12 +209,12 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
   "cache info": {
     group: "client",
     usage: ["cache info ALIAS:CACHE [--json]"],
-    about: "a cache's settings: public, public key, endpoint, priority, upstream keys, retention",
+    about: "a cache's settings (public, public key, endpoint, priority, upstream keys, retention, quota) and figures: paths, logical (NAR) and stored bytes, dedup saving, last push",
     flags: [JSON_FLAG, CA_FILE],
   },
   "cache configure": {
     group: "client",
-    usage: ["cache configure ALIAS:CACHE [--public|--private] [--priority N] ..."],
+    usage: ["cache configure ALIAS:CACHE [--public|--private] [--priority N] [--retention DURATION] [--quota SIZE] ..."],
     about: "change a cache's settings",
     flags: [...CACHE_SETTINGS, ["--regenerate-keypair", "give the cache a new signing key (clients must trust the new public key)"], JSON_FLAG, CA_FILE],
   },
