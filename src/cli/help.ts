@@ -288,12 +288,13 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
   },
   queue: {
     group: "client",
-    usage: ["queue ALIAS:CACHE [PATH...]", "queue --drain | --worker | --list [--state-dir DIR]"],
+    usage: ["queue ALIAS:CACHE [PATH...]", "queue --drain | --worker | --list [--state-dir DIR]", "queue --remove ID|PATH..."],
     about: "spool paths ($OUT_PATHS by default, for a post-build-hook; never fails the build) and upload them later: once, or forever",
     flags: [
       ["--drain", "upload what is queued, then exit"],
       ["--worker", "keep uploading what gets queued, until stopped"],
-      ["--list", "show what is queued, with failed attempts"],
+      ["--list", "show what is queued (id, target, path), with failed attempts and held entries"],
+      ["--remove ID|PATH...", "drop entries from the queue, by the id --list shows or by store path"],
       ["--state-dir DIR", "where the spool lives (default $XDG_STATE_HOME/garret)"],
       ["--interval SECONDS", "how often --worker looks at the spool (default 1)"],
       ...PUSH_FLAGS,

@@ -57,6 +57,8 @@ export async function runWorker(spool: Spool, opts: WorkerOptions): Promise<void
     eventsFor: (cache: string) => lineReporter(opts.json ? "json" : "plain", cache).events,
     log,
   };
+  // Held entries (their cache did not exist) get one more try in each new run: reported again, not forgotten.
+  spool.releaseHeld();
   const maxBackoff = Math.min(60000, opts.intervalMs * 32);
   let backoff = 0;
   const total = { done: 0, dropped: 0 };
@@ -86,6 +88,10 @@ export async function runWorker(spool: Spool, opts: WorkerOptions): Promise<void
     process.off("SIGTERM", onSignal);
     release();
   }
-  if (opts.json) process.stdout.write(`${JSON.stringify({ ...total, remaining: spool.count() })}\n`);
-  else log(`Queue drained: ${total.done} queued path(s) pushed, ${total.dropped} dropped`);
+  const stillHeld = spool.heldCount();
+  if (opts.json) process.stdout.write(`${JSON.stringify({ ...total, held: stillHeld, remaining: spool.count() })}\n`);
+  else log(`Queue drained: ${total.done} queued path(s) pushed, ${total.dropped} dropped${stillHeld ? `, ${stillHeld} held` : ""}`);
+  if (stillHeld > 0) {
+    throw new CliError(`${stillHeld} path(s) held in the queue because their cache does not exist; see garret queue --list, drop them with garret queue --remove ID...`);
+  }
 }

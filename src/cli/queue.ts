@@ -1,10 +1,11 @@
+import { realpathSync } from "node:fs";
 import { parseArgs } from "./args.ts";
 import { Spool, stateDir } from "../client/spool.ts";
-import { UsageError } from "./errors.ts";
+import { CliError, UsageError } from "./errors.ts";
 import { didYouMean } from "./suggest.ts";
 import { runsLong } from "./long-running.ts";
 
-const USAGE = "usage: garret queue ALIAS:CACHE [PATH...] (paths default to $OUT_PATHS) | garret queue --drain | --worker | --list";
+const USAGE = "usage: garret queue ALIAS:CACHE [PATH...] (paths default to $OUT_PATHS) | garret queue --drain | --worker | --list | --remove ID|PATH...";
 
 /**
  * The outputs a post-build-hook is called for: $OUT_PATHS, or, when that is empty (Nix 2.8.0 passes
@@ -46,7 +47,7 @@ function enqueue(argv: string[]): void {
 }
 
 export async function queueCommand(argv: string[]): Promise<void> {
-  const mode = argv.find((a) => a === "--drain" || a === "--worker" || a === "--list");
+  const mode = argv.find((a) => a === "--drain" || a === "--worker" || a === "--list" || a === "--remove");
   // A post-build-hook names its target first; a flag first without a mode is a mistyped mode.
   if (!mode && argv[0]?.startsWith("--") && argv[0] !== "--state-dir" && !argv[0].startsWith("--state-dir=")) {
     const given = argv[0].replace(/=.*$/, "").slice(2);
@@ -59,21 +60,20 @@ export async function queueCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
     options: {
-      ...PUSH_OPTIONS, drain: { type: "boolean" }, worker: { type: "boolean" }, list: { type: "boolean" },
+      ...PUSH_OPTIONS, drain: { type: "boolean" }, worker: { type: "boolean" }, list: { type: "boolean" }, remove: { type: "boolean" },
       "state-dir": { type: "string" }, interval: { type: "string" },
     },
   });
-  if (positionals.length > 0) throw new UsageError(USAGE);
-  if ([values.drain, values.worker, values.list].filter(Boolean).length > 1) throw new UsageError("--drain, --worker and --list exclude each other");
+  if ([values.drain, values.worker, values.list, values.remove].filter(Boolean).length > 1) {
+    throw new UsageError("--drain, --worker, --list and --remove exclude each other");
+  }
+  if (values.remove ? positionals.length === 0 : positionals.length > 0) {
+    throw new UsageError(values.remove ? "usage: garret queue --remove ID|PATH... (the ids --list shows, or store paths)" : USAGE);
+  }
   const spool = Spool.open(values["state-dir"] ?? stateDir());
   try {
-    if (values.list) {
-      const entries = spool.pending(1_000_000);
-      if (values.json) process.stdout.write(`${JSON.stringify(entries)}\n`);
-      else if (entries.length === 0) process.stdout.write(`The queue is empty (${spool.path}).\n`);
-      else for (const e of entries) process.stdout.write(`${e.target} ${e.path}${e.attempts ? ` (${e.attempts} failed attempts: ${e.lastError})` : ""}\n`);
-      return;
-    }
+    if (values.list) return listQueue(spool, values.json === true);
+    if (values.remove) return removeEntries(spool, positionals, values.json === true);
     const interval = values.interval === undefined ? 1 : Number(values.interval);
     if (!(interval > 0 && interval <= 3600)) throw new UsageError("--interval must be a number of seconds, more than 0");
     if (values.worker) runsLong();
@@ -87,5 +87,34 @@ export async function queueCommand(argv: string[]): Promise<void> {
     });
   } finally {
     spool.close();
+  }
+}
+
+/** `--list`: one line per entry, its id first (what --remove takes), and why it failed or is held. */
+function listQueue(spool: Spool, json: boolean): void {
+  const entries = spool.entries();
+  if (json) return void process.stdout.write(`${JSON.stringify(entries)}\n`);
+  if (entries.length === 0) return void process.stdout.write(`The queue is empty (${spool.path}).\n`);
+  for (const e of entries) {
+    const note = e.held ? ` (held: ${e.held})` : e.attempts ? ` (${e.attempts} failed attempts: ${e.lastError})` : "";
+    process.stdout.write(`${e.id} ${e.target} ${e.path}${note}\n`);
+  }
+}
+
+/** `--remove ID|PATH...`: drops entries; `./result`-style links name the store path they point to. */
+function removeEntries(spool: Spool, specs: string[], json: boolean): void {
+  const resolved = specs.map((s) => {
+    if (/^\d+$/.test(s) || s.startsWith("/nix/store/")) return s;
+    try {
+      return realpathSync(s);
+    } catch {
+      return s;
+    }
+  });
+  const { removed, unmatched } = spool.removeEntries(resolved);
+  if (json) process.stdout.write(`${JSON.stringify({ removed, unmatched })}\n`);
+  else process.stdout.write(`Removed ${removed} entr${removed === 1 ? "y" : "ies"} from the queue.\n`);
+  if (unmatched.length > 0) {
+    throw new CliError(`not in the queue: ${unmatched.join(", ")} (garret queue --list shows the ids and paths)`);
   }
 }

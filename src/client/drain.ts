@@ -1,4 +1,4 @@
-import type { ApiClient } from "./api.ts";
+import { ApiError, type ApiClient } from "./api.ts";
 import { validPaths } from "./nix.ts";
 import { push, type PushOptions, type PushSummary } from "./push.ts";
 import type { Spool, SpoolEntry } from "./spool.ts";
@@ -10,6 +10,8 @@ export interface DrainRound {
   dropped: number;
   /** Entries that failed this round and stay queued. */
   failed: number;
+  /** Entries held this round: their cache does not exist on the server (kept, not retried). */
+  held: number;
   lastError: string | null;
   summaries: PushSummary[];
 }
@@ -29,7 +31,7 @@ export interface DrainHooks {
  * interrupted pass loses nothing; the next pass asks the server first, so nothing goes twice.
  */
 export async function drainRound(spool: Spool, hooks: DrainHooks, limit = 5000): Promise<DrainRound> {
-  const round: DrainRound = { done: 0, dropped: 0, failed: 0, lastError: null, summaries: [] };
+  const round: DrainRound = { done: 0, dropped: 0, failed: 0, held: 0, lastError: null, summaries: [] };
   const byTarget = new Map<string, SpoolEntry[]>();
   for (const e of spool.pending(limit)) byTarget.set(e.target, [...(byTarget.get(e.target) ?? []), e]);
   for (const [target, entries] of byTarget) {
@@ -39,8 +41,10 @@ export async function drainRound(spool: Spool, hooks: DrainHooks, limit = 5000):
       round.lastError = msg;
       hooks.log(`✗ ${list.length} queued path(s) for ${target}: ${msg}`);
     };
+    let remote: { api: ApiClient; cache: string } | null = null;
     try {
-      const { api, cache } = await hooks.resolve(target);
+      remote = await hooks.resolve(target);
+      const { api, cache } = remote;
       const { valid, invalid } = await validPaths([...new Set(entries.map((e) => e.path))]);
       const gone = new Set(invalid);
       const dropped = entries.filter((e) => gone.has(e.path));
@@ -79,8 +83,23 @@ export async function drainRound(spool: Spool, hooks: DrainHooks, limit = 5000):
       if (bad.length > 0) fail(bad, summary.failures.find((f) => failedPaths.has(f.path))?.error ?? "push failed");
     } catch (err) {
       const still = new Set(spool.pending(limit).map((p) => p.id));
-      fail(entries.filter((e) => still.has(e.id)), (err as Error).message);
+      const left = entries.filter((e) => still.has(e.id));
+      // Retrying cannot create the cache: keep the entries, say so once, and leave them be.
+      if (remote && err instanceof ApiError && err.error === "NoSuchCache") hold(spool, hooks, round, target, remote, left, err);
+      else fail(left, (err as Error).message);
     }
   }
   return round;
+}
+
+/** Holds the entries of a target whose cache the server says does not exist, with one line naming it. */
+function hold(spool: Spool, hooks: DrainHooks, round: DrainRound, target: string,
+  { api, cache }: { api: ApiClient; cache: string }, list: SpoolEntry[], err: ApiError): void {
+  const alias = target.includes(":") ? target.slice(0, target.indexOf(":")) : "the default server";
+  const why = `cache ${JSON.stringify(cache)} does not exist on ${alias} (${api.base})`;
+  spool.hold(list.map((e) => e.id), why);
+  round.held += list.length;
+  round.lastError = err.message;
+  hooks.log(`✗ ${why}: ${list.length} queued path(s) for ${target} kept but not retried; `
+    + `create the cache and drain again, or drop them: garret queue --remove ${list.map((e) => e.id).join(" ")}`);
 }

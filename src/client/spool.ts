@@ -20,7 +20,18 @@ export interface SpoolEntry {
   queuedAt: number;
   attempts: number;
   lastError: string | null;
+  /**
+   * Why drains skip the entry, e.g. its cache does not exist on the server; null when it is
+   * drained normally. Each new drain run tries held entries once more.
+   */
+  held: string | null;
 }
+
+type Row = { id: number; target: string; path: string; queued_at: number; attempts: number; last_error: string | null; held: string | null };
+const entryOf = (r: Row): SpoolEntry => ({
+  id: r.id, target: r.target, path: r.path, queuedAt: r.queued_at, attempts: r.attempts, lastError: r.last_error, held: r.held,
+});
+const COLUMNS = "id, target, path, queued_at, attempts, last_error, held";
 
 /**
  * The durable push queue: a small SQLite database (WAL, synchronous=FULL, so a committed entry is
@@ -47,6 +58,9 @@ export class Spool {
       last_error TEXT,
       UNIQUE (target, path)
     )`);
+    // Spools written before entries could be held lack the column.
+    const cols = db.query("PRAGMA table_info(queue)").all() as { name: string }[];
+    if (!cols.some((c) => c.name === "held")) db.exec("ALTER TABLE queue ADD COLUMN held TEXT");
     db.exec(`CREATE TABLE IF NOT EXISTS worker (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       pid INTEGER NOT NULL,
@@ -56,21 +70,68 @@ export class Spool {
     return new Spool(db, path);
   }
 
-  /** Appends paths for `target` in one transaction; returns how many were new. */
+  /**
+   * Appends paths for `target` in one transaction; returns how many were new. Queuing a held
+   * entry again releases it (the cache may exist by now).
+   */
   enqueue(target: string, paths: string[]): number {
     const insert = this.db.prepare("INSERT OR IGNORE INTO queue (target, path, queued_at) VALUES (?, ?, ?)");
+    const release = this.db.prepare("UPDATE queue SET held = NULL WHERE target = ? AND path = ? AND held IS NOT NULL");
     const now = Date.now();
-    return this.db.transaction(() => paths.reduce((n, p) => n + insert.run(target, p, now).changes, 0))();
+    return this.db.transaction(() => paths.reduce((n, p) => {
+      const added = insert.run(target, p, now).changes;
+      if (added === 0) release.run(target, p);
+      return n + added;
+    }, 0))();
   }
 
+  /** Entries to drain (not held), oldest first. */
   pending(limit = 10000): SpoolEntry[] {
-    return (this.db.query(`SELECT id, target, path, queued_at, attempts, last_error FROM queue ORDER BY id LIMIT ?`).all(limit) as
-      { id: number; target: string; path: string; queued_at: number; attempts: number; last_error: string | null }[])
-      .map((r) => ({ id: r.id, target: r.target, path: r.path, queuedAt: r.queued_at, attempts: r.attempts, lastError: r.last_error }));
+    return (this.db.query(`SELECT ${COLUMNS} FROM queue WHERE held IS NULL ORDER BY id LIMIT ?`).all(limit) as Row[]).map(entryOf);
   }
 
+  /** Every entry, held ones too (for --list). */
+  entries(limit = 1_000_000): SpoolEntry[] {
+    return (this.db.query(`SELECT ${COLUMNS} FROM queue ORDER BY id LIMIT ?`).all(limit) as Row[]).map(entryOf);
+  }
+
+  /** Entries to drain (held ones are not counted). */
   count(): number {
-    return (this.db.query("SELECT count(*) AS n FROM queue").get() as { n: number }).n;
+    return (this.db.query("SELECT count(*) AS n FROM queue WHERE held IS NULL").get() as { n: number }).n;
+  }
+
+  heldCount(): number {
+    return (this.db.query("SELECT count(*) AS n FROM queue WHERE held IS NOT NULL").get() as { n: number }).n;
+  }
+
+  /** Keeps entries queued but out of the drains (until the next drain run, or until queued again). */
+  hold(ids: number[], why: string): void {
+    const upd = this.db.prepare("UPDATE queue SET attempts = attempts + 1, last_error = ?, held = ? WHERE id = ?");
+    this.db.transaction(() => ids.forEach((id) => upd.run(why, why, id)))();
+  }
+
+  /** A new drain run gives held entries one more try: the cache may have been created meanwhile. */
+  releaseHeld(): number {
+    return this.db.prepare("UPDATE queue SET held = NULL WHERE held IS NOT NULL").run().changes;
+  }
+
+  /**
+   * `garret queue --remove`: drops entries by id or by store path (a path queued for several
+   * caches goes from each). Returns how many went, and the specs that matched nothing.
+   */
+  removeEntries(specs: string[]): { removed: number; unmatched: string[] } {
+    const byId = this.db.prepare("DELETE FROM queue WHERE id = ?");
+    const byPath = this.db.prepare("DELETE FROM queue WHERE path = ?");
+    return this.db.transaction(() => {
+      let removed = 0;
+      const unmatched: string[] = [];
+      for (const spec of specs) {
+        const n = /^\d+$/.test(spec) ? byId.run(Number(spec)).changes : byPath.run(spec.replace(/\/+$/, "")).changes;
+        if (n === 0) unmatched.push(spec);
+        removed += n;
+      }
+      return { removed, unmatched };
+    })();
   }
 
   /** Forgets entries the server confirmed (or that can never be pushed). */
