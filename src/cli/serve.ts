@@ -8,6 +8,8 @@ import { shutdown, startServer } from "../server/serve.ts";
 import { UsageError } from "./errors.ts";
 import { SERVE_GC_OPTIONS, startCollector } from "../gc/periodic.ts";
 import { runsLong } from "./long-running.ts";
+import { DEFAULT_ALIAS, selfCommand } from "./invocation.ts";
+import { DEFAULT_CACHE_NAME } from "./setup-config.ts";
 import { DEFAULT_NAR_MEMORY_MIB, HOT_NAR_MAX, HotBytes } from "../store/hot-bytes.ts";
 
 function loadConfig(argv: string[]): { config: ServerConfig; listen: ListenAddress } {
@@ -133,19 +135,24 @@ async function handOverRootToken(tokens: TokenAuthority, url: string, dataDir: s
   const root = await tokens.mint("root", 365 * 86400, {
     "*": { r: 1, w: 1, d: 1, cc: 1, cr: 1, cq: 1, cd: 1 },
   });
+  // Runnable as printed: `npx garret` from a checkout (npm start), the alias and cache of setup and the README.
+  const garret = selfCommand();
+  const target = `${DEFAULT_ALIAS}:${DEFAULT_CACHE_NAME}`;
   const nextSteps = [
-    "Next steps:",
-    `    garret login main ${url} <the root token>`,
-    "    garret cache create main:my-cache",
-    "    garret push main:my-cache ./result",
+    "Next steps (login asks for the token; paste it there):",
+    `    ${garret} login ${DEFAULT_ALIAS} ${url}`,
+    `    ${garret} cache create ${target}`,
+    `    ${garret} push ${target} ./result`,
+    `    ${garret} use ${target}`,
   ];
   if (process.stderr.isTTY) {
     process.stderr.write([
       "",
       `garret: first start, created ${dataDir}. A root token with every permission, valid for a year`,
-      "(shown only now; mint narrower ones with `garret token create`):",
+      `(shown only now; mint narrower ones with \`${garret} token create\`), on the next line alone:`,
       "",
-      `    ${root}`,
+      // Nothing else on its line: a triple click or a double click copies exactly the token.
+      root,
       "",
       ...nextSteps,
       "",

@@ -1,3 +1,4 @@
+import { DEFAULT_ALIAS, selfCommand } from "./invocation.ts";
 import { chmodSync, existsSync, mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
@@ -383,14 +384,16 @@ async function initialize(a: SetupAnswers): Promise<{ cache: CacheRecord; create
 }
 
 function nextSteps(configPath: string, a: SetupAnswers, alias: string, cache: CacheRecord, token: string): string {
+  // `npx garret` from a checkout, where no garret is on the PATH.
+  const garret = selfCommand();
   return [
     "Start the server:",
-    `  garret serve --config ${configPath}`,
+    `  ${garret} serve --config ${configPath}`,
     "",
     "Connect a machine (this admin token may do anything on every cache for a year; keep it secret,",
-    "and mint narrower ones with `garret token create`):",
-    `  garret login ${alias} ${a.publicUrl} ${token}`,
-    `  garret use ${alias}:${cache.name}`,
+    `and mint narrower ones with \`${garret} token create\`):`,
+    `  ${garret} login ${alias} ${a.publicUrl} ${token}`,
+    `  ${garret} use ${alias}:${cache.name}`,
     "",
     `Cache ${cache.name} (${cache.isPublic ? "public" : "private"}): ${a.publicUrl}/${cache.name}`,
     `Public key: ${publicKeyOf(cache)}`,
@@ -410,7 +413,7 @@ export async function setupCommand(argv: string[]): Promise<void> {
   const refuse = () => new CliError(`${configPath} already exists; pass --force to overwrite it`);
   if (existsSync(configPath) && !f.force) throw refuse();
   if (existsSync(configPath) && statSync(configPath).isDirectory()) throw new UsageError(`--output: ${configPath} is a directory`);
-  const alias = f.alias ?? "garret";
+  const alias = f.alias ?? DEFAULT_ALIAS;
   if (!/^[A-Za-z0-9_-]+$/.test(alias)) throw new UsageError("--alias: letters, digits, - and _");
 
   const ask = new Asker(f.yes === true);

@@ -3,14 +3,17 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { openDb } from "../helpers/db.ts";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { buildExpr, requireNix, SH, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildExpr, requireNix, run, SH, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { Pty } from "../setup/pty.ts";
+import { inPty } from "../client/helpers.ts";
 import { narinfoOf, pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
 
 requireNix();
 
 const MiB = 1024 * 1024;
+/** How the printed next steps call garret: the built binary by name, a checkout through npx. */
+const SELF = process.env.GARRET_BIN ? "garret" : "npx garret";
 const servers: TestServer[] = [];
 
 afterAll(async () => {
@@ -26,7 +29,8 @@ describe("first run", () => {
     expect(server.log()).toContain(file);
     expect(server.log()).not.toContain("eyJ");
     expect(statSync(file).mode & 0o777).toBe(0o600);
-    expect(server.log()).toContain("garret login main");
+    // The same alias as setup's output and the README; runnable as printed from a checkout.
+    expect(server.log()).toContain(`    ${SELF} login garret ${server.url}\n`);
     await createCache(server.url, readFileSync(file, "utf8").trim(), "first-cache");
     await server.stop();
 
@@ -41,9 +45,24 @@ describe("first run", () => {
     const pty = new Pty(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", dataDir), { cwd: tempDir() });
     try {
       await pty.expect("listening on", 30000);
-      const m = /\n\s+(eyJ[\w-]+\.[\w-]+\.[\w-]+)\s*\n/.exec(pty.screen);
+      const screen = pty.screen.replace(/\r/g, "");
+      // The token alone on its line, nothing before or after it: it copies cleanly.
+      const m = /\n(eyJ[\w-]+\.[\w-]+\.[\w-]+)\n/.exec(screen);
       expect(m).not.toBeNull();
       expect(existsSync(join(dataDir, "root-token"))).toBe(false);
+      const url = /listening on (http:\/\/\S+)/.exec(screen)![1]!;
+      const steps = screen.split("\n").filter((l) => l.startsWith(`    ${SELF} `)).map((l) => l.trim());
+      expect(steps).toEqual([
+        `${SELF} login garret ${url}`, `${SELF} cache create garret:main`, `${SELF} push garret:main ./result`, `${SELF} use garret:main`,
+      ]);
+      // The steps work as printed: login asks for the token, then the cache is made.
+      const env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
+      const args = (step: string) => garretCmd(...step.slice(SELF.length + 1).split(" "));
+      const login = await inPty(args(steps[0]!), env, [{ waitFor: "Token for", send: `${m![1]}\r` }]);
+      expect(login.code).toBe(0);
+      const create = run(args(steps[1]!), { env });
+      expect(create.code).toBe(0);
+      expect(create.stdout).toContain("Created cache main");
     } finally {
       pty.proc.kill("SIGTERM");
       await pty.proc.exited;
