@@ -3,7 +3,7 @@
  * against it (not the sources), from a directory outside the checkout.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildClosure, deleteClosure, narOf, requireNix, run, runOk, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { BUN, REPO, startServer, withTestDatabase, type TestServer } from "../helpers/server.ts";
@@ -16,8 +16,13 @@ const binary = join(outside, "garret");
 let server: TestServer;
 const saved = process.env.GARRET_BIN;
 
+let buildDir: string;
+
 beforeAll(async () => {
-  const build = join(tempDir("garret-build-"), "garret");
+  buildDir = tempDir("garret-build-");
+  const build = join(buildDir, "garret");
+  // What earlier builds left (the maps of chunks of another content, and the binary's own map).
+  for (const stale of ["garret.map", "serve-0a1b2c3d.js.map"]) writeFileSync(join(buildDir, stale), "{}");
   runOk([BUN, join(REPO, "scripts/build.ts"), "--outfile", build]);
   copyFileSync(build, binary);
   run(["chmod", "+x", binary]);
@@ -29,6 +34,10 @@ afterAll(async () => {
   await server?.stop();
   if (saved === undefined) delete process.env.GARRET_BIN;
   else process.env.GARRET_BIN = saved;
+});
+
+test("the build leaves the binary alone in its directory: no source maps, stale or new", () => {
+  expect(readdirSync(buildDir)).toEqual(["garret"]);
 });
 
 test("the binary knows its version and commit", () => {
