@@ -144,11 +144,19 @@ export class TokenAuthority {
   }
 }
 
-/** jose's errors as the one safe-to-show InvalidToken. */
+/**
+ * jose's errors as the one safe-to-show InvalidToken, saying which check failed (the request log
+ * and the client show it; it never quotes the token).
+ */
 export function asInvalidToken(err: unknown): InvalidToken {
   if (err instanceof InvalidToken) return err;
   if (err instanceof joseErrors.JWTExpired) return new InvalidToken("token has expired");
   if (err instanceof joseErrors.JWTClaimValidationFailed) return new InvalidToken(`token rejected: ${err.message}`);
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return new InvalidToken("token has a bad signature (signed with another secret or key: another server, or an older secret)");
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return new InvalidToken("token is signed with an algorithm this server does not accept");
+  if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) return new InvalidToken("token is malformed (not a JWT)");
   return new InvalidToken("token is invalid");
 }
 
