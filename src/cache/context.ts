@@ -28,6 +28,8 @@ export interface Garret {
   narMemory?: HotBytes;
   /** The server's counters for /metrics; absent = not counted (commands other than serve). */
   metrics?: Metrics;
+  /** The collector's retention of "Global" caches (seconds, 0 = forever); absent = unknown, taken as 0. */
+  defaultRetention?: number;
   /** The last collections this server ran (newest last, at most 10), for the dashboard's server page. */
   gcRuns?: GcRunRecord[];
 }

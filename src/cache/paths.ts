@@ -180,5 +180,16 @@ export async function missingPaths(g: Garret, caller: Caller, body: unknown): Pr
   // A pusher is about to reference the paths it was told exist: count that as an access, in the
   // statement that answers, so a collection that runs before the push completes keeps them (see
   // src/gc/collect.ts); answering and then touching left a gap a collector could expire them in.
-  return { missing_paths: await g.meta.missingPaths(cache.id, hashes, Math.floor(Date.now() / 1000)) };
+  const now = Math.floor(Date.now() / 1000);
+  const period = cache.retentionPeriod ?? g.defaultRetention ?? 0;
+  return { missing_paths: await g.meta.missingPaths(cache.id, hashes, now, now - accessGranularity(period)) };
+}
+
+/**
+ * How recent an access must be for get-missing-paths not to rewrite it: an hour, or a 24th of a
+ * shorter retention period, so an untouched path is still far younger than the cutoff. Pushers ask
+ * about the same dependencies over and over; rewriting them all each time was most of the cost.
+ */
+export function accessGranularity(retentionSeconds: number): number {
+  return retentionSeconds > 0 ? Math.min(3600, Math.floor(retentionSeconds / 24)) : 3600;
 }

@@ -61,6 +61,7 @@ export async function openApp(config: ServerConfig, listen: ListenAddress, opts:
       ingest: { ...config.ingest, packSizeLimit: storage.preferredPackSize },
       publicUrl: (config.publicUrl ?? `http://${host}:${port}`).replace(/\/+$/, ""),
       publicUrlConfigured: config.publicUrl !== null,
+      defaultRetention: config.gc.defaultRetention,
     });
     return {
       g, listen: { hostname: listen.hostname, port }, firstStart: secret.created,

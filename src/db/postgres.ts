@@ -38,7 +38,7 @@ const NUMERIC = new Set([
   "id", "cache_id", "chunk_id", "pack_id", "nar_id", "size", "chunk_size", "stored_size", "pack_size", "pack_offset",
   "offset", "storedSize", "nar_size", "num_chunks", "file_size", "created_at", "last_accessed_at", "retention_period",
   "quota_bytes", "priority", "deleting_at", "expires_at", "started_at", "mark_seq", "n", "b", "t", "liveBytes",
-  "narId", "seq", "createdAt",
+  "narId", "seq", "createdAt", "at",
 ]);
 
 function numbers<T>(rows: Row[]): T[] {
@@ -70,6 +70,13 @@ const OBJECT_SELECT = `
   SELECT o.cache_id, o.store_path_hash, o.store_path, o.refs, o.system, o.deriver, o.ca, o.sigs,
          o.server_sig, o.server_sig_key, o.nar_id, n.nar_hash, n.nar_size, n.file_size, n.compression
   FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'`;
+
+// The present, servable ones of $2 (text[]) in cache $1: one index probe per hash (see missingPaths).
+// A path whose NAR fsck found damaged is hidden: missing to pushers too, so a re-push heals it.
+const PRESENT_PATHS = `SELECT p.id, p.h, p.at FROM unnest($2::text[]) AS q(h) CROSS JOIN LATERAL (
+    SELECT o.id, o.store_path_hash AS h, o.last_accessed_at AS at FROM objects o
+    WHERE o.cache_id = $1 AND o.store_path_hash = q.h
+      AND EXISTS (SELECT 1 FROM nars n WHERE n.id = o.nar_id AND n.state = 'valid') LIMIT 1) p`;
 
 const CHUNK_COLUMNS = `c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id,
   p.storage_key, p.size AS pack_size, c.pack_offset, c.stored_size`;
@@ -266,23 +273,26 @@ export class PostgresMetaStore implements MetaStore {
   // --- serving
 
   /**
-   * One statement for any number of hashes. With touchAt it is an UPDATE … RETURNING under the
-   * cache's shared lock: an expiry deciding on this cache (exclusive lock) runs wholly before it
-   * (the path is answered missing) or after it (and sees the new access time).
+   * One statement for any number of hashes (one array parameter). Each hash is looked up through
+   * the unique index by a LATERAL … LIMIT 1, a plan that does not depend on statistics or on
+   * PostgreSQL's generic plans (with `= ANY($2)` the generic plan was a sequential scan).
+   * With touchAt, present rows last accessed before staleBefore are rewritten; if there are any,
+   * the answer is read again by the statement that touches them, under the cache's shared lock:
+   * an expiry deciding on this cache (exclusive lock) runs wholly before it (the path is answered
+   * missing) or after it (and sees the new access time). Rows accessed since staleBefore are left
+   * alone: they are fresher than any retention cutoff (see types.ts).
    */
-  async missingPaths(cacheId: number, hashes: string[], touchAt?: number): Promise<string[]> {
+  async missingPaths(cacheId: number, hashes: string[], touchAt?: number, staleBefore = Number.MAX_SAFE_INTEGER): Promise<string[]> {
     if (hashes.length === 0) return [];
-    const present = touchAt === undefined
-      ? await this.all<{ h: string }>(`SELECT o.store_path_hash AS h FROM objects o
-          JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
-          WHERE o.cache_id = $1 AND o.store_path_hash = ANY($2::text[])`, [cacheId, hashes])
-      : await this.tx(async (s) => {
+    let present = await this.all<{ h: string; at: number }>(PRESENT_PATHS, [cacheId, hashes]);
+    if (touchAt !== undefined && present.some((r) => r.at < staleBefore)) {
+      present = await this.tx(async (s) => {
         await s.run(`SELECT pg_advisory_xact_lock_shared(${CACHE_KEY_BASE} + $1::bigint)`, [cacheId]);
-        return await s.all<{ h: string }>(`UPDATE objects o SET last_accessed_at = $3
-          FROM nars n WHERE n.id = o.nar_id AND n.state = 'valid'
-            AND o.cache_id = $1 AND o.store_path_hash = ANY($2::text[])
-          RETURNING o.store_path_hash AS h`, [cacheId, hashes, touchAt]);
+        return await s.all<{ h: string; at: number }>(`WITH present AS MATERIALIZED (${PRESENT_PATHS}),
+            touched AS (UPDATE objects o SET last_accessed_at = $3 FROM present p WHERE o.id = p.id AND p.at < $4)
+          SELECT h, at FROM present`, [cacheId, hashes, touchAt, staleBefore]);
       });
+    }
     const have = new Set(present.map((r) => r.h));
     return hashes.filter((h) => !have.has(h));
   }

@@ -156,12 +156,11 @@ export class SqliteMetaStore implements MetaStore {
       deleteCache: q("DELETE FROM caches WHERE id = ? AND name = ? AND created_at = ?"),
       getObject: q(`${OBJECT_SELECT} WHERE o.cache_id = ? AND o.store_path_hash = ?`),
       // A path whose NAR fsck found damaged is hidden: missing to pushers too, so a re-push heals it.
-      presentPaths: q(`SELECT o.store_path_hash AS h FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
+      // A path whose NAR fsck found damaged is hidden: missing to pushers too, so a re-push heals it.
+      presentPaths: q(`SELECT o.id, o.store_path_hash AS h, o.last_accessed_at AS at FROM objects o
+        JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
         WHERE o.cache_id = ?1 AND o.store_path_hash IN (SELECT value FROM json_each(?2))`),
-      touchPresentPaths: q(`UPDATE objects SET last_accessed_at = ?1
-        WHERE cache_id = ?2 AND store_path_hash IN (SELECT value FROM json_each(?3))
-          AND nar_id IN (SELECT id FROM nars WHERE state = 'valid')
-        RETURNING store_path_hash AS h`),
+      touchIds: q("UPDATE objects SET last_accessed_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))"),
       totalChanges: q("SELECT total_changes() AS c"),
       dataVersion: q("PRAGMA data_version"),
       // One statement for a NAR download: the NAR, one object of the cache using it, its chunks.
@@ -318,14 +317,37 @@ export class SqliteMetaStore implements MetaStore {
     return this.stmt.deleteCache!.run(cache.id, cache.name, cache.createdAt).changes > 0;
   }
 
-  /** One statement per call (the hashes go as one JSON array); with touchAt, one UPDATE … RETURNING. */
-  async missingPaths(cacheId: number, hashes: string[], touchAt?: number): Promise<string[]> {
+  /**
+   * One SELECT (the hashes go as one JSON array). With touchAt, present rows last accessed before
+   * staleBefore are rewritten in the same transaction, so the answer is atomic against a
+   * collector's expiry. Rows accessed since staleBefore are left alone: they are fresher than any
+   * retention cutoff (see types.ts), and then nothing is written at all.
+   */
+  async missingPaths(cacheId: number, hashes: string[], touchAt?: number, staleBefore = Number.MAX_SAFE_INTEGER): Promise<string[]> {
     if (hashes.length === 0) return [];
     const list = JSON.stringify(hashes);
-    const present = touchAt === undefined
-      ? this.stmt.presentPaths!.all(cacheId, list) as { h: string }[]
-      : this.stmt.touchPresentPaths!.all(touchAt, cacheId, list) as { h: string }[];
-    if (touchAt !== undefined) this.checkpointer?.committed();
+    const read = () => this.stmt.presentPaths!.all(cacheId, list) as { id: number; h: string; at: number }[];
+    let touched = 0;
+    const readAndTouch = () => {
+      const rows = read();
+      const stale = rows.filter((r) => r.at < staleBefore).map((r) => r.id);
+      if (stale.length > 0) touched = this.stmt.touchIds!.run(touchAt!, JSON.stringify(stale)).changes;
+      return rows;
+    };
+    let present: { h: string }[];
+    if (touchAt === undefined) present = read();
+    else {
+      // Deferred: a read that finds everything fresh never takes the write lock. If another
+      // process wrote since the read began, the upgrade fails at once (SQLITE_BUSY): read again
+      // holding the write lock.
+      try {
+        present = this.db.transaction(readAndTouch).deferred();
+      } catch (err) {
+        if (!/SQLITE_BUSY|database is locked/i.test(`${(err as { code?: string }).code} ${(err as Error).message}`)) throw err;
+        present = this.db.transaction(readAndTouch).immediate();
+      }
+      if (touched > 0) this.checkpointer?.committed();
+    }
     const have = new Set(present.map((r) => r.h));
     return hashes.filter((h) => !have.has(h));
   }

@@ -13,7 +13,9 @@ import { selectEvictions } from "./retention.ts";
  *
  *  1. Retention and quota, per cache, closure-aware (retention.ts), in one transaction each.
  *     get-missing-paths counts as an access, written at once: a push told that a dependency is
- *     present keeps it for a retention period (the closure holds unless the push takes longer).
+ *     present keeps it for a retention period (the closure holds unless the push takes longer),
+ *     less the granularity of that record (an access newer than an hour, or than a 24th of the
+ *     retention period, is not rewritten: src/cache/paths.ts).
  *  2. NARs no object references are deleted (metadata only, one statement).
  *  3. Chunks no NAR references are marked 'deleting' with mark_seq = the highest upload lease
  *     id issued so far.

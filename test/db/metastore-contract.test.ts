@@ -107,12 +107,20 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect(missing).not.toContain(pathHash(1));
       // Answering with touchAt records the access of what is present, in the same statement.
       expect((await m.missingPaths(cache.id, asked, 12345)).length).toBe(9_999);
-      const gcView: number[] = [];
-      await m.simulate(async (tx) => tx.expireObjects(cache.id, (objects) => {
-        gcView.push(...objects.map((o) => o.lastAccessedAt));
-        return [];
-      }));
-      expect(gcView).toEqual([12345]);
+      const accessTimes = async (): Promise<number[]> => {
+        const seen: number[] = [];
+        await m.simulate(async (tx) => tx.expireObjects(cache.id, (objects) => {
+          seen.push(...objects.map((o) => o.lastAccessedAt));
+          return [];
+        }));
+        return seen;
+      };
+      expect(await accessTimes()).toEqual([12345]);
+      // With staleBefore, an access at or after it is fresh enough: answered present, not rewritten.
+      expect(await m.missingPaths(cache.id, asked, 20000, 12345)).not.toContain(pathHash(1));
+      expect(await accessTimes()).toEqual([12345]);
+      expect(await m.missingPaths(cache.id, asked, 20000, 12346)).not.toContain(pathHash(1));
+      expect(await accessTimes()).toEqual([20000]);
       // The same NAR again under another path: reused, not stored twice.
       const again = await m.commitUpload({ ...(await upload(m, cache, pathHash(2), "n1", 50)), newChunks: [] });
       expect(again).toEqual({ narId: r.narId, narExisted: true });

@@ -97,3 +97,24 @@ test("a path answered present to a pusher is not expired before its access is on
   // The pusher will reference what it was told is there: it must still be there.
   expect(await meta.missingPaths(cache.id, present)).toEqual([]);
 });
+
+test("get-missing-paths rewrites only accesses older than its granularity, a 24th of a short retention period", async () => {
+  const { meta, add } = await storeWithCache();
+  await add("a");
+  await add("b");
+  const cache = (await meta.getCache("c"))!;
+  // 240 s retention: accesses within the last 10 s are fresh enough, older ones are rewritten.
+  await meta.updateCache(cache, { retentionPeriod: 240 });
+  const now = Math.floor(Date.now() / 1000);
+  await meta.touchObjects(cache.id, [h("a")], now - 5);
+  await meta.touchObjects(cache.id, [h("b")], now - 60);
+  const g = { meta, publicUrl: "http://x" } as unknown as Garret;
+  expect((await missingPaths(g, ADMIN, { cache: "c", store_path_hashes: [h("a"), h("b")] })).missing_paths).toEqual([]);
+  const seen = new Map<string, number>();
+  await meta.simulate(async (tx) => tx.expireObjects(cache.id, (objects) => {
+    for (const o of objects) seen.set(o.storePathHash, o.lastAccessedAt);
+    return [];
+  }));
+  expect(seen.get(h("a"))).toBe(now - 5);
+  expect(seen.get(h("b"))!).toBeGreaterThanOrEqual(now);
+});
