@@ -22,7 +22,7 @@ const HISTORY_SECONDS = 90 * 86400;
 /** A closure walk stops here: the size is then a lower bound (closure_paths says how far it got). */
 const CLOSURE_MAX = 10_000;
 const REFERRERS_MAX = 1000;
-/** Search text: characters of store path names and hashes only, so nothing reaches SQL patterns unchecked. */
+/** Search text: characters of store path names and hashes only (a prefix of either; see listObjectsSql). */
 const QUERY = /^[A-Za-z0-9+\-._?=]{1,100}$/;
 
 const noSuchObject = (): GarretError => new GarretError("NoSuchObject", "The requested object does not exist.");
@@ -34,12 +34,15 @@ function statsView(s: CacheStats): CacheStatsView {
   };
 }
 
-/** Every cache the caller may see (any permission, or public), with its figures. */
+const EMPTY: CacheStats = { paths: 0, narBytes: 0, storedBytes: 0, lastPushAt: null };
+
+/** Every cache the caller may see (any permission, or public), with its figures: two reads whatever their number. */
 export async function listVisibleCaches(g: Garret, caller: Caller): Promise<CachesAnswer> {
-  const visible = (await g.meta.listCaches()).filter((c) => hasAny(effectivePermission(caller, c, c.name)));
-  const caches = await Promise.all(visible.map(async (c) => ({
-    name: c.name, is_public: c.isPublic, priority: c.priority, ...statsView(await g.meta.cacheStats(c.id)),
-  })));
+  const [all, figures] = await Promise.all([g.meta.listCaches(), g.meta.allCacheStats()]);
+  const visible = all.filter((c) => hasAny(effectivePermission(caller, c, c.name)));
+  const caches = visible.map((c) => ({
+    name: c.name, is_public: c.isPublic, priority: c.priority, ...statsView(figures.get(c.id) ?? EMPTY),
+  }));
   return { caches };
 }
 
@@ -82,7 +85,7 @@ export interface PathsQuery {
   cursor: string | null;
 }
 
-/** A page of the cache's paths, newest first, optionally only those whose store path contains `q`. */
+/** A page of the cache's paths, newest first, optionally only those whose name or hash starts with `q`. */
 export async function listCachePaths(g: Garret, caller: Caller, cacheName: string, query: PathsQuery): Promise<PathsAnswer> {
   const cache = await authorize(g, caller, cacheName, "pull");
   const limit = query.limit === null || query.limit === "" ? DEFAULT_LIMIT : Number(query.limit);

@@ -6,37 +6,134 @@
 
 import type { CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats } from "./types.ts";
 
-export const CACHE_STATS = `
-  SELECT count(*) AS paths, coalesce(sum(n.nar_size), 0) AS nar_bytes, max(o.created_at) AS last_push_at
-  FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
-  WHERE o.cache_id = ?`;
+/*
+ * A cache's figures are counters (cache_counters, and cache_daily per UTC day of push) that every
+ * write of objects moves in its own transaction by the contribution of each path it adds, removes
+ * or hides (see Deltas). A path counts while its NAR is valid: 1 path, its NAR's size, and its NAR's
+ * stored (compressed) size; a NAR two paths use counts for each, so a cache's stored bytes are its
+ * paths' stored sizes and what sharing saves across paths and caches shows on the server page.
+ */
 
-export const CACHE_STORED = `
-  SELECT coalesce(sum(n.file_size), 0) AS stored_bytes FROM nars n
-  WHERE n.state = 'valid' AND n.id IN (SELECT o.nar_id FROM objects o WHERE o.cache_id = ?)`;
+export const CACHE_STATS = `SELECT paths, nar_bytes, stored_bytes, last_push_at FROM cache_counters WHERE cache_id = ?`;
 
-// Integer division of seconds by a day: the UTC day on both engines.
-export const CACHE_DAILY = `
-  SELECT (o.created_at / 86400) * 86400 AS day, sum(n.nar_size) AS nar_bytes, sum(n.file_size) AS stored_bytes
+export const ALL_CACHE_STATS = `SELECT cache_id, paths, nar_bytes, stored_bytes, last_push_at FROM cache_counters`;
+
+export const CACHE_DAILY = `SELECT day, nar_bytes, stored_bytes FROM cache_daily
+  WHERE cache_id = ? AND day >= ? AND paths > 0 ORDER BY day`;
+
+/** The figures counted from the paths themselves: what the counters must equal (tests, benches). */
+export const RECOUNT_STATS = `
+  SELECT o.cache_id, count(*) AS paths, coalesce(sum(n.nar_size), 0) AS nar_bytes, coalesce(sum(n.file_size), 0) AS stored_bytes,
+    max(o.created_at) AS last_push_at
+  FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid' GROUP BY o.cache_id ORDER BY o.cache_id`;
+
+export const RECOUNT_DAILY = `
+  SELECT o.cache_id, (o.created_at / 86400) * 86400 AS day, count(*) AS paths, sum(n.nar_size) AS nar_bytes, sum(n.file_size) AS stored_bytes
   FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
-  WHERE o.cache_id = ? AND o.created_at >= ?
-  GROUP BY (o.created_at / 86400) ORDER BY day`;
+  GROUP BY o.cache_id, o.created_at / 86400 ORDER BY o.cache_id, day`;
+
+/** Rebuilds the counters from the paths (for tools that write objects directly, like the benches). */
+export const REBUILD_COUNTERS = [
+  "DELETE FROM cache_counters", "DELETE FROM cache_daily",
+  `INSERT INTO cache_counters (cache_id, paths, nar_bytes, stored_bytes, last_push_at) ${RECOUNT_STATS}`,
+  `INSERT INTO cache_daily (cache_id, day, paths, nar_bytes, stored_bytes) ${RECOUNT_DAILY}`,
+];
+
+/** What one path adds to its cache's figures while its NAR is valid (negated when it goes). */
+export interface PathContribution {
+  cacheId: number;
+  createdAt: number;
+  narSize: number;
+  fileSize: number;
+}
+
+export interface CounterDelta { cacheId: number; paths: number; narBytes: number; storedBytes: number; lastPushAt: number | null }
+export interface DailyDelta { cacheId: number; day: number; paths: number; narBytes: number; storedBytes: number }
+
+/** The sum of a transaction's changes, one row per cache and per (cache, day), in key order (row locks in one order). */
+export class Deltas {
+  private readonly caches = new Map<number, CounterDelta>();
+  private readonly days = new Map<string, DailyDelta>();
+
+  add(p: PathContribution, sign: 1 | -1): void {
+    const c = this.caches.get(p.cacheId) ?? { cacheId: p.cacheId, paths: 0, narBytes: 0, storedBytes: 0, lastPushAt: null };
+    c.paths += sign;
+    c.narBytes += sign * p.narSize;
+    c.storedBytes += sign * p.fileSize;
+    this.caches.set(p.cacheId, c);
+    const day = Math.floor(p.createdAt / 86400) * 86400;
+    const key = `${p.cacheId}:${day}`;
+    const d = this.days.get(key) ?? { cacheId: p.cacheId, day, paths: 0, narBytes: 0, storedBytes: 0 };
+    d.paths += sign;
+    d.narBytes += sign * p.narSize;
+    d.storedBytes += sign * p.fileSize;
+    this.days.set(key, d);
+  }
+
+  pushed(cacheId: number, at: number): void {
+    const c = this.caches.get(cacheId) ?? { cacheId, paths: 0, narBytes: 0, storedBytes: 0, lastPushAt: null };
+    c.lastPushAt = Math.max(c.lastPushAt ?? 0, at);
+    this.caches.set(cacheId, c);
+  }
+
+  counters(): CounterDelta[] {
+    return [...this.caches.values()].sort((a, b) => a.cacheId - b.cacheId);
+  }
+
+  daily(): DailyDelta[] {
+    return [...this.days.values()].filter((d) => d.paths !== 0 || d.narBytes !== 0 || d.storedBytes !== 0)
+      .sort((a, b) => a.cacheId - b.cacheId || a.day - b.day);
+  }
+}
+
+/** Adds to a cache's counters; PostgreSQL's row lock makes concurrent additions exact. */
+export const BUMP_COUNTERS_SET = `ON CONFLICT (cache_id) DO UPDATE SET paths = cache_counters.paths + excluded.paths,
+    nar_bytes = cache_counters.nar_bytes + excluded.nar_bytes, stored_bytes = cache_counters.stored_bytes + excluded.stored_bytes,
+    last_push_at = CASE WHEN excluded.last_push_at IS NULL OR cache_counters.last_push_at >= excluded.last_push_at
+      THEN cache_counters.last_push_at ELSE excluded.last_push_at END`;
+
+export const BUMP_DAILY_SET = `ON CONFLICT (cache_id, day) DO UPDATE SET paths = cache_daily.paths + excluded.paths,
+    nar_bytes = cache_daily.nar_bytes + excluded.nar_bytes, stored_bytes = cache_daily.stored_bytes + excluded.stored_bytes`;
 
 const LISTING_COLUMNS = `o.id, o.store_path_hash, o.store_path, n.nar_size, n.file_size, o.created_by, o.created_at
   FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'`;
 
-// Newest first along objects_by_created (cache_id, created_at, id); a search walks the same index
-// and stops once it has `limit` matches.
-export function listObjectsSql(query: ListObjectsQuery, cacheId: number): { sql: string; params: unknown[] } {
-  const where = ["o.cache_id = ?"];
-  const params: unknown[] = [cacheId];
+/** The lowercased name part of a store path, as objects_by_name indexes it (each engine spells it its own way). */
+export const NAME_EXPR = {
+  sqlite: "lower(substr(store_path, instr(store_path, store_path_hash) + 33))",
+  postgresql: `(lower(substr(store_path, strpos(store_path, store_path_hash) + 33)) COLLATE "C")`,
+} as const;
+
+const NIX_BASE32 = /^[0-9a-df-np-sv-z]{1,32}$/;
+
+/**
+ * Newest first along objects_by_created (cache_id, created_at, id). A search keeps the paths whose
+ * name (after the hash and its dash) starts with q, case-insensitively, or whose hash starts with
+ * q: two index ranges (objects_by_name, and the (cache_id, store_path_hash) key), whose matches
+ * alone are then ordered, so a search that matches nothing costs two index probes. Names and
+ * queries are ASCII ([A-Za-z0-9+-._?=]), so q + '~' bounds every name starting with q.
+ */
+export function listObjectsSql(query: ListObjectsQuery, cacheId: number, engine: keyof typeof NAME_EXPR): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (query.q) {
+    const q = query.q.toLowerCase();
+    const name = NAME_EXPR[engine];
+    const branches = [`SELECT id FROM objects WHERE cache_id = ? AND ${name} >= ? AND ${name} < ?`];
+    params.push(cacheId, q, `${q}~`);
+    if (NIX_BASE32.test(q)) {
+      // Hashes are 32 characters of nix-base32: every hash starting with q lies in [q, q + "zzz…"].
+      branches.push("SELECT id FROM objects WHERE cache_id = ? AND store_path_hash >= ? AND store_path_hash <= ?");
+      params.push(cacheId, q, q + "z".repeat(32 - q.length));
+    }
+    where.push(`o.id IN (${branches.join(" UNION ")})`);
+  } else {
+    where.push("o.cache_id = ?");
+    params.push(cacheId);
+  }
   if (query.before) {
     where.push("(o.created_at < ? OR (o.created_at = ? AND o.id < ?))");
     params.push(query.before.createdAt, query.before.createdAt, query.before.id);
-  }
-  if (query.q) {
-    where.push("lower(o.store_path) LIKE ? ESCAPE '\\'");
-    params.push(`%${query.q.toLowerCase().replace(/[\\%_]/g, "\\$&")}%`);
   }
   params.push(query.limit);
   return {
@@ -70,10 +167,14 @@ export const SERVER_STATS = `
 type Num = number | bigint | string | null;
 const n = (v: Num): number => (v === null ? 0 : Number(v));
 
-export function toCacheStats(a: { paths: Num; nar_bytes: Num; last_push_at: Num }, b: { stored_bytes: Num } | null): CacheStats {
+export type CountersRow = { paths: Num; nar_bytes: Num; stored_bytes: Num; last_push_at: Num };
+
+/** A cache's counters row (none yet for a cache never pushed to: zeros). */
+export function toCacheStats(r: CountersRow | null): CacheStats {
+  if (!r) return { paths: 0, narBytes: 0, storedBytes: 0, lastPushAt: null };
   return {
-    paths: n(a.paths), narBytes: n(a.nar_bytes), storedBytes: n(b?.stored_bytes ?? 0),
-    lastPushAt: a.last_push_at === null ? null : n(a.last_push_at),
+    paths: n(r.paths), narBytes: n(r.nar_bytes), storedBytes: n(r.stored_bytes),
+    lastPushAt: r.last_push_at === null ? null : n(r.last_push_at),
   };
 }
 

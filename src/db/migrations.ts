@@ -188,6 +188,36 @@ export const MIGRATIONS: readonly string[] = [
     revoked_at BIGINT NOT NULL
   );
   `,
+  // 8: the dashboard's figures as counters (issue 14, acceptance 4): every write of objects (upload
+  // commit, expiry and purge, fsck hiding a NAR, a commit healing one) moves them in its own
+  // transaction, so a cache's figures cost one row, not a walk over its paths. Only paths whose NAR
+  // is valid count (only those are served). stored_bytes is the stored size of each path's NAR, a
+  // NAR counted once per path using it; last_push_at is the latest push ever (expiry leaves it).
+  // Search by name prefix walks objects_by_name; by hash prefix, the (cache_id, store_path_hash) key.
+  `
+  CREATE TABLE cache_counters (
+    cache_id INTEGER PRIMARY KEY REFERENCES caches(id) ON DELETE CASCADE,
+    paths INTEGER NOT NULL DEFAULT 0,
+    nar_bytes INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    last_push_at INTEGER
+  );
+  CREATE TABLE cache_daily (
+    cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    day INTEGER NOT NULL,
+    paths INTEGER NOT NULL DEFAULT 0,
+    nar_bytes INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (cache_id, day)
+  ) WITHOUT ROWID;
+  INSERT INTO cache_counters (cache_id, paths, nar_bytes, stored_bytes, last_push_at)
+    SELECT o.cache_id, count(*), sum(n.nar_size), sum(n.file_size), max(o.created_at)
+    FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid' GROUP BY o.cache_id;
+  INSERT INTO cache_daily (cache_id, day, paths, nar_bytes, stored_bytes)
+    SELECT o.cache_id, (o.created_at / 86400) * 86400, count(*), sum(n.nar_size), sum(n.file_size)
+    FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid' GROUP BY o.cache_id, o.created_at / 86400;
+  CREATE INDEX objects_by_name ON objects(cache_id, lower(substr(store_path, instr(store_path, store_path_hash) + 33)));
+  `,
 ];
 
 /**
@@ -334,5 +364,31 @@ export const PG_MIGRATIONS: readonly string[] = [
     sub TEXT PRIMARY KEY,
     revoked_at BIGINT NOT NULL
   );
+  `,
+  // 8: see MIGRATIONS[7]. The name index compares bytes (COLLATE "C"), as SQLite's does, so a
+  // prefix is one range of it whatever the database's collation.
+  `
+  CREATE TABLE cache_counters (
+    cache_id BIGINT PRIMARY KEY REFERENCES caches(id) ON DELETE CASCADE,
+    paths BIGINT NOT NULL DEFAULT 0,
+    nar_bytes BIGINT NOT NULL DEFAULT 0,
+    stored_bytes BIGINT NOT NULL DEFAULT 0,
+    last_push_at BIGINT
+  );
+  CREATE TABLE cache_daily (
+    cache_id BIGINT NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    day BIGINT NOT NULL,
+    paths BIGINT NOT NULL DEFAULT 0,
+    nar_bytes BIGINT NOT NULL DEFAULT 0,
+    stored_bytes BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (cache_id, day)
+  );
+  INSERT INTO cache_counters (cache_id, paths, nar_bytes, stored_bytes, last_push_at)
+    SELECT o.cache_id, count(*), sum(n.nar_size), sum(n.file_size), max(o.created_at)
+    FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid' GROUP BY o.cache_id;
+  INSERT INTO cache_daily (cache_id, day, paths, nar_bytes, stored_bytes)
+    SELECT o.cache_id, (o.created_at / 86400) * 86400, count(*), sum(n.nar_size), sum(n.file_size)
+    FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid' GROUP BY o.cache_id, o.created_at / 86400;
+  CREATE INDEX objects_by_name ON objects(cache_id, (lower(substr(store_path, strpos(store_path, store_path_hash) + 33)) COLLATE "C"));
   `,
 ];

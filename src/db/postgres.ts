@@ -106,6 +106,13 @@ function narSummary(chunks: ChunkRef[]): { fileSize: number; compression: Compre
   return { fileSize, compression: compression ?? "none" };
 }
 
+/** What a path adds to its cache's figures, as selected by CONTRIBUTION (BIGINTs come back as strings). */
+interface ContributionRow { cache_id: number; created_at: number; nar_size: number; file_size: number }
+const CONTRIBUTION = "o.cache_id, o.created_at, n.nar_size, n.file_size";
+const contribution = (r: ContributionRow): dash.PathContribution => ({
+  cacheId: Number(r.cache_id), createdAt: Number(r.created_at), narSize: Number(r.nar_size), fileSize: Number(r.file_size),
+});
+
 /** Thrown inside simulate's transaction to roll it back with the answer. */
 class Rollback<T> {
   constructor(readonly value: T) {}
@@ -388,7 +395,11 @@ export class PostgresMetaStore implements MetaStore {
 
   private async commitIn(c: UploadCommit): Promise<{ narId: number; narExisted: boolean }> {
     const t = now();
-    await this.run(`SELECT pg_advisory_xact_lock_shared(${GC_WRITE_KEY}), pg_advisory_xact_lock_shared(${CACHE_KEY_BASE} + $1::bigint)`, [c.cache.id]);
+    // The path's own lock (two-key space, apart from the keys above): a concurrent push of the same
+    // path waits, so the path's old figures read below are the ones this upsert replaces.
+    await this.run(`SELECT pg_advisory_xact_lock_shared(${GC_WRITE_KEY}), pg_advisory_xact_lock_shared(${CACHE_KEY_BASE} + $1::bigint),
+      pg_advisory_xact_lock($1::int, hashtext($2))`, [c.cache.id, c.object.storePathHash]);
+    const deltas = new dash.Deltas();
     // FOR SHARE: a deleteCache waits for this commit (and then takes its object with the cache).
     if (!(await this.one("SELECT 1 FROM caches WHERE id = $1 AND name = $2 AND created_at = $3 FOR SHARE",
       [c.cache.id, c.cache.name, c.cache.createdAt]))) throw new CacheChanged(c.cache);
@@ -454,9 +465,16 @@ export class PostgresMetaStore implements MetaStore {
         await this.run("UPDATE nars SET state = 'valid', num_chunks = $1, file_size = $2, compression = $3 WHERE id = $4",
           [list.length, fileSize, compression, narId]);
         await this.insertNarChunks(narId, list);
+        // Every path using it, in any cache, counts again (the NAR's row lock keeps its users still).
+        for (const p of await this.narContributions([narId])) deltas.add(p, 1);
       }
     }
     const o = c.object;
+    // FOR SHARE of the old NAR: a heal or a hide of it (which lock it for update) runs wholly before or after.
+    const old = await this.one<ContributionRow & { state: string }>(`SELECT ${CONTRIBUTION} , n.state
+      FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.cache_id = $1 AND o.store_path_hash = $2 FOR SHARE OF n`,
+    [c.cache.id, o.storePathHash]);
+    if (old && old.state === "valid") deltas.add(contribution(old), -1);
     await this.run(`INSERT INTO objects (cache_id, store_path_hash, store_path, nar_id, refs, system,
         deriver, ca, sigs, server_sig, server_sig_key, created_by, created_at, last_accessed_at,
         pushed_by_token, pushed_from)
@@ -470,7 +488,36 @@ export class PostgresMetaStore implements MetaStore {
         pushed_from = excluded.pushed_from`,
     [c.cache.id, o.storePathHash, o.storePath, narId, JSON.stringify(o.references), o.system, o.deriver, o.ca,
       JSON.stringify(o.sigs), o.serverSig, o.serverSigKey, o.createdBy, t, o.pushedByToken ?? null, o.pushedFrom ?? null]);
+    // The new NAR is this transaction's (inserted, or locked for update above): valid until it commits.
+    deltas.add(contribution((await this.one<ContributionRow>(`SELECT ${CONTRIBUTION} FROM objects o JOIN nars n ON n.id = o.nar_id
+      WHERE o.cache_id = $1 AND o.store_path_hash = $2`, [c.cache.id, o.storePathHash]))!), 1);
+    deltas.pushed(c.cache.id, t);
+    await this.applyDeltas(deltas);
     return { narId, narExisted };
+  }
+
+  /** The figures of every path using these NARs (see dashboard-sql.ts). */
+  private async narContributions(narIds: number[]): Promise<dash.PathContribution[]> {
+    return (await this.all<ContributionRow>(`SELECT ${CONTRIBUTION} FROM objects o JOIN nars n ON n.id = o.nar_id
+      WHERE o.nar_id = ANY($1::bigint[])`, [narIds])).map(contribution);
+  }
+
+  /**
+   * In the transaction that made them: n = n + delta under the counter rows' locks, so concurrent
+   * writers add up exactly. Rows are taken in key order (Deltas sorts them) by every writer.
+   */
+  private async applyDeltas(d: dash.Deltas): Promise<void> {
+    const c = d.counters();
+    const x = d.daily();
+    if (c.length === 0 && x.length === 0) return;
+    await this.run(`WITH c AS (INSERT INTO cache_counters (cache_id, paths, nar_bytes, stored_bytes, last_push_at)
+        SELECT id, p, nb, sb, NULLIF(lp, 0) FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, p, nb, sb, lp)
+        ${dash.BUMP_COUNTERS_SET})
+      INSERT INTO cache_daily (cache_id, day, paths, nar_bytes, stored_bytes)
+        SELECT * FROM unnest($6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+        ${dash.BUMP_DAILY_SET}`,
+    [c.map((r) => r.cacheId), c.map((r) => r.paths), c.map((r) => r.narBytes), c.map((r) => r.storedBytes), c.map((r) => r.lastPushAt ?? 0),
+      x.map((r) => r.cacheId), x.map((r) => r.day), x.map((r) => r.paths), x.map((r) => r.narBytes), x.map((r) => r.storedBytes)]);
   }
 
   private async insertNarChunks(narId: number, list: ChunkRef[]): Promise<void> {
@@ -551,7 +598,19 @@ export class PostgresMetaStore implements MetaStore {
       }));
       const ids = [...select(objects, await s.pinsOf(cacheId))];
       if (ids.length === 0) return 0;
-      return await s.run("DELETE FROM objects WHERE id = ANY($1::bigint[]) AND cache_id = $2", [ids, cacheId]);
+      const gone = await s.all<{ nar_id: number; created_at: number }>(
+        "DELETE FROM objects WHERE id = ANY($1::bigint[]) AND cache_id = $2 RETURNING nar_id, created_at", [ids, cacheId]);
+      // Their NARs' states read under FOR SHARE: a heal or a hide of one runs wholly before or after.
+      const nars = new Map((await s.all<{ id: number; state: string; nar_size: number; file_size: number }>(
+        "SELECT id, state, nar_size, file_size FROM nars WHERE id = ANY($1::bigint[]) ORDER BY id FOR SHARE",
+        [[...new Set(gone.map((g) => g.nar_id))]])).map((r) => [r.id, r]));
+      const deltas = new dash.Deltas();
+      for (const g of gone) {
+        const nar = nars.get(g.nar_id);
+        if (nar?.state === "valid") deltas.add({ cacheId, createdAt: g.created_at, narSize: nar.nar_size, fileSize: nar.file_size }, -1);
+      }
+      await s.applyDeltas(deltas);
+      return gone.length;
     });
   }
 
@@ -681,8 +740,15 @@ export class PostgresMetaStore implements MetaStore {
     if (chunkIds.length === 0) return 0;
     return await this.tx(async (s) => {
       await s.run("UPDATE chunks SET state = 'damaged' WHERE id = ANY($1::bigint[])", [chunkIds]);
-      return await s.run(`UPDATE nars SET state = 'damaged' WHERE state = 'valid'
-        AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ANY($1::bigint[]))`, [chunkIds]);
+      const hidden = (await s.all<{ id: number }>(`UPDATE nars SET state = 'damaged' WHERE state = 'valid'
+        AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ANY($1::bigint[])) RETURNING id`, [chunkIds])).map((r) => r.id);
+      if (hidden.length === 0) return 0;
+      // Their paths are hidden: they leave their caches' figures until a push heals the NAR. The
+      // NARs are locked by the update, so no path moves onto or off them meanwhile.
+      const deltas = new dash.Deltas();
+      for (const p of await s.narContributions(hidden)) deltas.add(p, -1);
+      await s.applyDeltas(deltas);
+      return hidden.length;
     });
   }
 
@@ -691,9 +757,12 @@ export class PostgresMetaStore implements MetaStore {
   readonly engine = "postgresql" as const;
 
   async cacheStats(cacheId: number): Promise<CacheStats> {
-    const a = await this.one<Parameters<typeof dash.toCacheStats>[0]>(dash.pgPlaceholders(dash.CACHE_STATS), [cacheId]);
-    const b = await this.one<{ stored_bytes: number }>(dash.pgPlaceholders(dash.CACHE_STORED), [cacheId]);
-    return dash.toCacheStats(a!, b);
+    return dash.toCacheStats(await this.one<dash.CountersRow>(dash.pgPlaceholders(dash.CACHE_STATS), [cacheId]));
+  }
+
+  async allCacheStats(): Promise<Map<number, CacheStats>> {
+    const rows = await this.all<dash.CountersRow & { cache_id: number }>(dash.ALL_CACHE_STATS);
+    return new Map(rows.map((r) => [r.cache_id, dash.toCacheStats(r)]));
   }
 
   async cacheDailyBytes(cacheId: number, since: number): Promise<DailyBytes[]> {
@@ -701,7 +770,7 @@ export class PostgresMetaStore implements MetaStore {
   }
 
   async listObjects(cacheId: number, query: ListObjectsQuery): Promise<ObjectListing[]> {
-    const { sql, params } = dash.listObjectsSql(query, cacheId);
+    const { sql, params } = dash.listObjectsSql(query, cacheId, "postgresql");
     return (await this.all<Parameters<typeof dash.toListing>[0]>(dash.pgPlaceholders(sql), params)).map(dash.toListing);
   }
 

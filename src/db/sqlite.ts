@@ -209,6 +209,16 @@ export class SqliteMetaStore implements MetaStore {
           created_by = excluded.created_by, created_at = excluded.created_at,
           last_accessed_at = excluded.last_accessed_at, pushed_by_token = excluded.pushed_by_token,
           pushed_from = excluded.pushed_from`),
+      // What a path adds to its cache's figures (see dashboard-sql.ts), read around each write of it.
+      pathContribution: q(`SELECT o.cache_id AS cacheId, o.created_at AS createdAt, n.nar_size AS narSize,
+          n.file_size AS fileSize, n.state FROM objects o JOIN nars n ON n.id = o.nar_id
+        WHERE o.cache_id = ? AND o.store_path_hash = ?`),
+      narContributions: q(`SELECT o.cache_id AS cacheId, o.created_at AS createdAt, n.nar_size AS narSize,
+          n.file_size AS fileSize FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.nar_id = ?`),
+      bumpCounters: q(`INSERT INTO cache_counters (cache_id, paths, nar_bytes, stored_bytes, last_push_at)
+        VALUES (?, ?, ?, ?, ?) ${dash.BUMP_COUNTERS_SET}`),
+      bumpDaily: q(`INSERT INTO cache_daily (cache_id, day, paths, nar_bytes, stored_bytes)
+        VALUES (?, ?, ?, ?, ?) ${dash.BUMP_DAILY_SET}`),
     };
   }
 
@@ -496,6 +506,7 @@ export class SqliteMetaStore implements MetaStore {
    */
   private commitOne(c: UploadCommit, sealedShared: ReadonlySet<number>): { narId: number; narExisted: boolean } {
     const t = now();
+    const deltas = new dash.Deltas();
     return this.db.transaction(() => {
       this.assertCacheUnchanged(c.cache);
       for (const p of c.packs) {
@@ -536,17 +547,30 @@ export class SqliteMetaStore implements MetaStore {
           narId = existing.id;
           this.stmt.deleteNarChunks!.run(narId);
           this.stmt.healNar!.run(c.chunkHashes.length, fileSize, compression, narId);
+          // Every path using it, in any cache, counts again.
+          for (const p of this.stmt.narContributions!.all(narId) as dash.PathContribution[]) deltas.add(p, 1);
         } else {
           narId = Number(this.stmt.insertNar!.run(c.narHash, c.narSize, c.chunkHashes.length, fileSize, compression, t).lastInsertRowid);
         }
         c.chunkHashes.forEach((hash, seq) => this.stmt.insertNarChunk!.run(narId, seq, chunks.get(hash)!.id));
       }
       const o = c.object;
+      const old = this.stmt.pathContribution!.get(c.cache.id, o.storePathHash) as (dash.PathContribution & { state: string }) | null;
+      if (old && old.state === "valid") deltas.add(old, -1);
       this.stmt.upsertObject!.run(c.cache.id, o.storePathHash, o.storePath, narId,
         JSON.stringify(o.references), o.system, o.deriver, o.ca, JSON.stringify(o.sigs),
         o.serverSig, o.serverSigKey, o.createdBy, t, t, o.pushedByToken ?? null, o.pushedFrom ?? null);
+      deltas.add(this.stmt.pathContribution!.get(c.cache.id, o.storePathHash) as dash.PathContribution, 1);
+      deltas.pushed(c.cache.id, t);
+      this.applyDeltas(deltas);
       return { narId, narExisted: existing !== null && existing.state === "valid" };
     })();
+  }
+
+  /** Inside the write transaction that made them: the figures move with the paths. */
+  private applyDeltas(d: dash.Deltas): void {
+    for (const c of d.counters()) this.stmt.bumpCounters!.run(c.cacheId, c.paths, c.narBytes, c.storedBytes, c.lastPushAt);
+    for (const x of d.daily()) this.stmt.bumpDaily!.run(x.cacheId, x.day, x.paths, x.narBytes, x.storedBytes);
   }
 
   /** Inside a write transaction: the cache is still the one the request was authorised for. */
@@ -605,17 +629,25 @@ export class SqliteMetaStore implements MetaStore {
   async expireObjects(cacheId: number, select: (objects: GcObject[], pins: PinRecord[]) => Iterable<number>): Promise<number> {
     return this.db.transaction(() => {
       const rows = this.db.query(`SELECT o.id, o.store_path_hash, o.store_path, o.refs, o.last_accessed_at, o.nar_id, n.file_size,
-          o.created_by, o.pushed_by_token, o.created_at
+          o.created_by, o.pushed_by_token, o.created_at, n.nar_size, n.state
         FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.cache_id = ?`).all(cacheId) as
         { id: number; store_path_hash: string; store_path: string; refs: string; last_accessed_at: number; nar_id: number; file_size: number;
-          created_by: string | null; pushed_by_token: string | null; created_at: number }[];
+          created_by: string | null; pushed_by_token: string | null; created_at: number; nar_size: number; state: string }[];
       const objects: GcObject[] = rows.map((r) => ({
         id: r.id, storePathHash: r.store_path_hash, storePath: r.store_path, references: JSON.parse(r.refs), lastAccessedAt: r.last_accessed_at,
         narId: r.nar_id, fileSize: r.file_size, createdBy: r.created_by, pushedByToken: r.pushed_by_token, createdAt: r.created_at,
       }));
       const del = this.db.query("DELETE FROM objects WHERE id = ? AND cache_id = ?");
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      const deltas = new dash.Deltas();
       let n = 0;
-      for (const id of select(objects, this.pinsOf(cacheId))) n += del.run(id, cacheId).changes;
+      for (const id of select(objects, this.pinsOf(cacheId))) {
+        if (del.run(id, cacheId).changes === 0) continue;
+        n++;
+        const r = byId.get(id)!;
+        if (r.state === "valid") deltas.add({ cacheId, createdAt: r.created_at, narSize: r.nar_size, fileSize: r.file_size }, -1);
+      }
+      this.applyDeltas(deltas);
       return n;
     }).immediate();
   }
@@ -733,11 +765,16 @@ export class SqliteMetaStore implements MetaStore {
   async markChunksDamaged(chunkIds: number[]): Promise<number> {
     return this.db.transaction(() => {
       let nars = 0;
+      const deltas = new dash.Deltas();
       for (const id of chunkIds) {
         this.db.query("UPDATE chunks SET state = 'damaged' WHERE id = ?").run(id);
-        nars += this.db.query(`UPDATE nars SET state = 'damaged' WHERE state = 'valid'
-          AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ?)`).run(id).changes;
+        const hidden = this.db.query(`UPDATE nars SET state = 'damaged' WHERE state = 'valid'
+          AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ?) RETURNING id`).all(id) as { id: number }[];
+        nars += hidden.length;
+        // Their paths are hidden: they leave their caches' figures until a push heals the NAR.
+        for (const h of hidden) for (const p of this.stmt.narContributions!.all(h.id) as dash.PathContribution[]) deltas.add(p, -1);
       }
+      this.applyDeltas(deltas);
       return nars;
     }).immediate();
   }
@@ -747,7 +784,7 @@ export class SqliteMetaStore implements MetaStore {
   readonly engine = "sqlite" as const;
 
   /**
-   * Dashboard answers that read a whole cache (its figures, who refers to a path, a search) are
+   * Dashboard answers that read a whole cache (who refers to a path) are
    * kept until the database changes at all, as narToServe's are: a dashboard is read far more
    * often than a cache of 100 000 paths changes, and each of these walks every path of it.
    */
@@ -767,24 +804,23 @@ export class SqliteMetaStore implements MetaStore {
     return value;
   }
 
+  // A cache's figures are counters (one row), a page or a search two index ranges: no memo needed.
   async cacheStats(cacheId: number): Promise<CacheStats> {
-    type A = Parameters<typeof dash.toCacheStats>[0];
-    type B = Parameters<typeof dash.toCacheStats>[1];
-    return this.memo(`stats:${cacheId}`, () =>
-      dash.toCacheStats(this.db.query(dash.CACHE_STATS).get(cacheId) as A, this.db.query(dash.CACHE_STORED).get(cacheId) as B));
+    return dash.toCacheStats(this.db.query(dash.CACHE_STATS).get(cacheId) as dash.CountersRow | null);
+  }
+
+  async allCacheStats(): Promise<Map<number, CacheStats>> {
+    const rows = this.db.query(dash.ALL_CACHE_STATS).all() as (dash.CountersRow & { cache_id: number })[];
+    return new Map(rows.map((r) => [r.cache_id, dash.toCacheStats(r)]));
   }
 
   async cacheDailyBytes(cacheId: number, since: number): Promise<DailyBytes[]> {
-    return this.memo(`daily:${cacheId}:${since}`, () =>
-      (this.db.query(dash.CACHE_DAILY).all(cacheId, since) as Parameters<typeof dash.toDaily>[0][]).map(dash.toDaily));
+    return (this.db.query(dash.CACHE_DAILY).all(cacheId, since) as Parameters<typeof dash.toDaily>[0][]).map(dash.toDaily);
   }
 
   async listObjects(cacheId: number, query: ListObjectsQuery): Promise<ObjectListing[]> {
-    const { sql, params } = dash.listObjectsSql(query, cacheId);
-    const run = (): ObjectListing[] =>
-      (this.db.query(sql).all(...(params as (string | number)[])) as Parameters<typeof dash.toListing>[0][]).map(dash.toListing);
-    // Pages along the index are cheap; a search may walk the whole cache.
-    return query.q ? this.memo(`list:${JSON.stringify(params)}`, run) : run();
+    const { sql, params } = dash.listObjectsSql(query, cacheId, "sqlite");
+    return (this.db.query(sql).all(...(params as (string | number)[])) as Parameters<typeof dash.toListing>[0][]).map(dash.toListing);
   }
 
   async referrersOf(cacheId: number, basename: string, limit: number): Promise<ObjectListing[]> {

@@ -373,14 +373,14 @@ export interface MetaStore extends DashboardReads {
 
 // --- Dashboard reads (issue 14). Plain SQL shared by both engines: src/db/dashboard-sql.ts.
 
-/** What one cache holds. Stored bytes count each distinct NAR of the cache once (its chunks' compressed sizes). */
+/** What one cache holds, from counters every write moves (see dashboard-sql.ts): paths whose NAR is valid. */
 export interface CacheStats {
   paths: number;
   /** Sum of the NAR sizes of its paths: what clients download, before any deduplication. */
   narBytes: number;
-  /** Stored (compressed) bytes of its distinct NARs. */
+  /** Stored (compressed) size of its paths' NARs, a NAR counted once per path using it. */
   storedBytes: number;
-  /** Newest push (seconds), or null for an empty cache. */
+  /** Latest push (seconds), or null for a cache never pushed to; expiring that path leaves it. */
   lastPushAt: number | null;
 }
 
@@ -403,7 +403,7 @@ export interface ObjectListing {
 }
 
 export interface ListObjectsQuery {
-  /** Substring of the store path (its hash or its name); matched literally. */
+  /** Prefix of the name part of the store path (case-insensitive), or of its hash; matched literally. */
   q?: string;
   limit: number;
   /** Paths strictly older than this (created_at, id) pair. */
@@ -432,6 +432,8 @@ export interface DashboardReads {
   /** Which engine holds the metadata, for the server page. */
   readonly engine: "sqlite" | "postgresql";
   cacheStats(cacheId: number): Promise<CacheStats>;
+  /** Every cache's figures in one read, by cache id (a cache never pushed to may be absent). */
+  allCacheStats(): Promise<Map<number, CacheStats>>;
   cacheDailyBytes(cacheId: number, since: number): Promise<DailyBytes[]>;
   listObjects(cacheId: number, query: ListObjectsQuery): Promise<ObjectListing[]>;
   /** Paths of the cache whose references include this basename (at most `limit`). */
