@@ -7,7 +7,10 @@ import { join } from "node:path";
 import { openMetaStore, parseDatabaseUrl, DatabaseUnavailable } from "../../src/db/open.ts";
 import { MIGRATIONS, PG_MIGRATIONS } from "../../src/db/migrations.ts";
 import { PostgresMetaStore } from "../../src/db/postgres.ts";
-import { CacheChanged, type CacheRecord, type MetaStore, type UploadCommit } from "../../src/db/types.ts";
+import { CacheChanged, type CacheRecord, type CacheStats, type DailyBytes, type MetaStore, type UploadCommit } from "../../src/db/types.ts";
+import * as dash from "../../src/db/dashboard-sql.ts";
+import { Database } from "bun:sqlite";
+import { SQL } from "bun";
 import { tempDir } from "../helpers/nix.ts";
 import { freshPgDatabase } from "../helpers/pg.ts";
 
@@ -21,6 +24,30 @@ async function close(m: MetaStore): Promise<void> {
 afterAll(async () => {
   for (const m of opened.splice(0)) await close(m);
 });
+
+/** The dashboard's figures counted from the paths themselves, as the counters must hold them. */
+async function recount(url: string): Promise<{ stats: Map<number, CacheStats>; daily: Map<number, DailyBytes[]> }> {
+  type R = Record<string, number | string | null>;
+  let stats: R[];
+  let daily: R[];
+  const db = parseDatabaseUrl(url);
+  if (db.engine === "sqlite") {
+    const s = new Database(db.path, { readonly: true });
+    [stats, daily] = [s.query(dash.RECOUNT_STATS).all() as R[], s.query(dash.RECOUNT_DAILY).all() as R[]];
+    s.close();
+  } else {
+    const pg = new SQL({ url: db.url, max: 1 });
+    [stats, daily] = [await pg.unsafe(dash.RECOUNT_STATS) as R[], await pg.unsafe(dash.RECOUNT_DAILY) as R[]];
+    await pg.close();
+  }
+  const byCache = new Map<number, DailyBytes[]>();
+  for (const r of daily) {
+    const list = byCache.get(Number(r.cache_id)) ?? [];
+    list.push(dash.toDaily(r as Parameters<typeof dash.toDaily>[0]));
+    byCache.set(Number(r.cache_id), list);
+  }
+  return { stats: new Map(stats.map((r) => [Number(r.cache_id), dash.toCacheStats(r as dash.CountersRow)])), daily: byCache };
+}
 
 /** A fresh database of the engine: its URL. */
 const engines: Record<string, () => Promise<string>> = {
@@ -251,6 +278,63 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect(await m.getObject(cache.id, pathHash(1))).toBeNull();
       expect(await m.missingPaths(cache.id, [pathHash(1)])).toEqual([pathHash(1)]);
       expect(await m.visibleObjects()).toEqual([]);
+    });
+
+    test("the dashboard's counters equal a recount after uploads, re-pushes, hiding, healing, expiry, purge and destroy", async () => {
+      const url = await fresh();
+      const a = await open(url);
+      const b = await open(url); // a second replica, committing at the same time as the first
+      const one = await a.createCache(newCache("count-one"));
+      const two = await a.createCache(newCache("count-two"));
+      const check = async () => {
+        const want = await recount(url);
+        const stats = await a.allCacheStats();
+        for (const cache of [one, two]) {
+          const w = want.stats.get(cache.id) ?? { paths: 0, narBytes: 0, storedBytes: 0, lastPushAt: null };
+          const got = stats.get(cache.id) ?? { paths: 0, narBytes: 0, storedBytes: 0, lastPushAt: null };
+          expect({ paths: got.paths, narBytes: got.narBytes, storedBytes: got.storedBytes })
+            .toEqual({ paths: w.paths, narBytes: w.narBytes, storedBytes: w.storedBytes });
+          expect(await a.cacheStats(cache.id)).toEqual(got);
+          // The latest push ever: never before the newest path still held.
+          if (w.lastPushAt !== null) expect(got.lastPushAt!).toBeGreaterThanOrEqual(w.lastPushAt);
+          expect(await a.cacheDailyBytes(cache.id, 0)).toEqual(want.daily.get(cache.id) ?? []);
+        }
+        return want;
+      };
+      // Paths 1 and 2 share a NAR; cache two holds that NAR too, under path 50.
+      await a.commitUpload(await upload(a, one, pathHash(1), "shared", 3));
+      await a.commitUpload(await upload(a, one, pathHash(2), "shared", 3));
+      await a.commitUpload(await upload(a, one, pathHash(3), "three", 2));
+      await a.commitUpload(await upload(a, two, pathHash(50), "shared", 3));
+      expect((await check()).stats.get(one.id)!.paths).toBe(3);
+      // Concurrent pushes from two replicas, new paths and the same path at once with different NARs.
+      await Promise.all([
+        ...Array.from({ length: 8 }, async (_, i) => a.commitUpload(await upload(a, one, pathHash(10 + i), `a${i}`, 2))),
+        ...Array.from({ length: 8 }, async (_, i) => b.commitUpload(await upload(b, one, pathHash(20 + i), `b${i}`, 2))),
+        ...Array.from({ length: 3 }, async (_, i) => (i % 2 ? a : b).commitUpload(await upload(i % 2 ? a : b, one, pathHash(30), `race${i}`, 1 + i))),
+      ]);
+      expect((await check()).stats.get(one.id)!.paths).toBe(20);
+      // Re-pushes: the same path with the same NAR, and one path with a new NAR.
+      await a.commitUpload(await upload(a, one, pathHash(1), "shared", 3));
+      await b.commitUpload(await upload(b, one, pathHash(3), "three-again", 5));
+      expect((await check()).stats.get(one.id)!.paths).toBe(20);
+      // fsck hides the shared NAR: paths 1, 2 and 50 leave both caches' figures; a push heals it.
+      const shared = (await a.getObject(one.id, pathHash(1)))!;
+      await a.markChunksDamaged([(await a.narChunks(shared.narId))[0]!.chunkId]);
+      expect((await check()).stats.get(two.id)).toBeUndefined();
+      await b.commitUpload(await upload(b, two, pathHash(50), "shared", 3));
+      expect((await check()).stats.get(one.id)!.paths).toBe(20);
+      // Expiry (a few paths), then a purge of everything one replica pushed, racing a push of the other.
+      await a.expireObjects(one.id, (objects) => objects.filter((o) => o.storePathHash <= pathHash(12)).map((o) => o.id));
+      expect((await check()).stats.get(one.id)!.paths).toBe(14);
+      await Promise.all([
+        b.expireObjects(one.id, (objects) => objects.filter((o) => o.storePathHash.startsWith("0000002")).map((o) => o.id)),
+        a.commitUpload(await upload(a, one, pathHash(40), "late", 2)),
+      ]);
+      expect((await check()).stats.get(one.id)!.paths).toBe(7);
+      expect(await a.deleteCache(two)).toBe(true);
+      await check();
+      expect((await a.allCacheStats()).has(two.id)).toBe(false);
     });
   });
 }
