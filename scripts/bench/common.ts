@@ -354,7 +354,8 @@ export async function startGarret(dataDirArg?: string): Promise<Garret> {
   const logDir = tempDir("garret-bench-log-");
   const logPath = join(logDir, "server.log");
   const proc = Bun.spawn(garretCmd("serve", "--listen", "127.0.0.1:0", "--data", dataDir), {
-    stdout: Bun.file(logPath), stderr: Bun.file(logPath), stdin: "ignore",
+    // The environment as it is now (a bench may have set GARRET_DATABASE_URL since it started).
+    stdout: Bun.file(logPath), stderr: Bun.file(logPath), stdin: "ignore", env: { ...process.env },
   });
   const log = (): string => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
   const deadline = Date.now() + 20000;
