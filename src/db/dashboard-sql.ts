@@ -116,17 +116,21 @@ const NIX_BASE32 = /^[0-9a-df-np-sv-z]{1,32}$/;
 export function listObjectsSql(query: ListObjectsQuery, cacheId: number, engine: keyof typeof NAME_EXPR): { sql: string; params: unknown[] } {
   const where: string[] = [];
   const params: unknown[] = [];
+  let from = "objects o";
   if (query.q) {
+    // The matches carry their own columns: joined back to objects by id, PostgreSQL would rather
+    // scan the whole table than look a thousand matches up.
     const q = query.q.toLowerCase();
     const name = NAME_EXPR[engine];
-    const branches = [`SELECT id FROM objects WHERE cache_id = ? AND ${name} >= ? AND ${name} < ?`];
+    const cols = "SELECT id, store_path_hash, store_path, nar_id, created_by, created_at FROM objects";
+    const branches = [`${cols} WHERE cache_id = ? AND ${name} >= ? AND ${name} < ?`];
     params.push(cacheId, q, `${q}~`);
     if (NIX_BASE32.test(q)) {
       // Hashes are 32 characters of nix-base32: every hash starting with q lies in [q, q + "zzz…"].
-      branches.push("SELECT id FROM objects WHERE cache_id = ? AND store_path_hash >= ? AND store_path_hash <= ?");
+      branches.push(`${cols} WHERE cache_id = ? AND store_path_hash >= ? AND store_path_hash <= ?`);
       params.push(cacheId, q, q + "z".repeat(32 - q.length));
     }
-    where.push(`o.id IN (${branches.join(" UNION ")})`);
+    from = `(${branches.join(" UNION ")}) o`;
   } else {
     where.push("o.cache_id = ?");
     params.push(cacheId);
@@ -137,7 +141,9 @@ export function listObjectsSql(query: ListObjectsQuery, cacheId: number, engine:
   }
   params.push(query.limit);
   return {
-    sql: `SELECT ${LISTING_COLUMNS} WHERE ${where.join(" AND ")} ORDER BY o.created_at DESC, o.id DESC LIMIT ?`,
+    sql: `SELECT o.id, o.store_path_hash, o.store_path, n.nar_size, n.file_size, o.created_by, o.created_at
+      FROM ${from} JOIN nars n ON n.id = o.nar_id AND n.state = 'valid'
+      ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY o.created_at DESC, o.id DESC LIMIT ?`,
     params,
   };
 }
