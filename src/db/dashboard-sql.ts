@@ -14,12 +14,15 @@ import type { CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerSta
  * paths' stored sizes and what sharing saves across paths and caches shows on the server page.
  */
 
-export const CACHE_STATS = `SELECT paths, nar_bytes, stored_bytes, last_push_at FROM cache_counters WHERE cache_id = ?`;
+// A cache's counters are split in shards (one per writing connection on PostgreSQL, see migration 9): summed here.
+export const CACHE_STATS = `SELECT sum(paths) AS paths, sum(nar_bytes) AS nar_bytes, sum(stored_bytes) AS stored_bytes,
+  max(last_push_at) AS last_push_at FROM cache_counters WHERE cache_id = ?`;
 
-export const ALL_CACHE_STATS = `SELECT cache_id, paths, nar_bytes, stored_bytes, last_push_at FROM cache_counters`;
+export const ALL_CACHE_STATS = `SELECT cache_id, sum(paths) AS paths, sum(nar_bytes) AS nar_bytes, sum(stored_bytes) AS stored_bytes,
+  max(last_push_at) AS last_push_at FROM cache_counters GROUP BY cache_id`;
 
-export const CACHE_DAILY = `SELECT day, nar_bytes, stored_bytes FROM cache_daily
-  WHERE cache_id = ? AND day >= ? AND paths > 0 ORDER BY day`;
+export const CACHE_DAILY = `SELECT day, sum(nar_bytes) AS nar_bytes, sum(stored_bytes) AS stored_bytes FROM cache_daily
+  WHERE cache_id = ? AND day >= ? GROUP BY day HAVING sum(paths) > 0 ORDER BY day`;
 
 /** The figures counted from the paths themselves: what the counters must equal (tests, benches). */
 export const RECOUNT_STATS = `
@@ -86,13 +89,13 @@ export class Deltas {
   }
 }
 
-/** Adds to a cache's counters; PostgreSQL's row lock makes concurrent additions exact. */
-export const BUMP_COUNTERS_SET = `ON CONFLICT (cache_id) DO UPDATE SET paths = cache_counters.paths + excluded.paths,
+/** Adds to a shard of a cache's counters; PostgreSQL's row lock makes concurrent additions exact. */
+export const BUMP_COUNTERS_SET = `ON CONFLICT (cache_id, shard) DO UPDATE SET paths = cache_counters.paths + excluded.paths,
     nar_bytes = cache_counters.nar_bytes + excluded.nar_bytes, stored_bytes = cache_counters.stored_bytes + excluded.stored_bytes,
     last_push_at = CASE WHEN excluded.last_push_at IS NULL OR cache_counters.last_push_at >= excluded.last_push_at
       THEN cache_counters.last_push_at ELSE excluded.last_push_at END`;
 
-export const BUMP_DAILY_SET = `ON CONFLICT (cache_id, day) DO UPDATE SET paths = cache_daily.paths + excluded.paths,
+export const BUMP_DAILY_SET = `ON CONFLICT (cache_id, day, shard) DO UPDATE SET paths = cache_daily.paths + excluded.paths,
     nar_bytes = cache_daily.nar_bytes + excluded.nar_bytes, stored_bytes = cache_daily.stored_bytes + excluded.stored_bytes`;
 
 const LISTING_COLUMNS = `o.id, o.store_path_hash, o.store_path, n.nar_size, n.file_size, o.created_by, o.created_at
@@ -175,7 +178,7 @@ const n = (v: Num): number => (v === null ? 0 : Number(v));
 
 export type CountersRow = { paths: Num; nar_bytes: Num; stored_bytes: Num; last_push_at: Num };
 
-/** A cache's counters row (none yet for a cache never pushed to: zeros). */
+/** A cache's summed counters (nulls, or no row, for a cache never pushed to: zeros). */
 export function toCacheStats(r: CountersRow | null): CacheStats {
   if (!r) return { paths: 0, narBytes: 0, storedBytes: 0, lastPushAt: null };
   return {

@@ -218,6 +218,38 @@ export const MIGRATIONS: readonly string[] = [
     FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid' GROUP BY o.cache_id, o.created_at / 86400;
   CREATE INDEX objects_by_name ON objects(cache_id, lower(substr(store_path, instr(store_path, store_path_hash) + 33)));
   `,
+  // 9: the counters are split in shards (issue 14): on PostgreSQL every commit into a cache added to
+  // its one row, so commits into one cache queued on that row's lock until each had committed (its
+  // WAL flush included). Each connection now adds to the shard of its backend (one of 64); readers
+  // sum a cache's shards. SQLite has one writer and keeps shard 0.
+  `
+  CREATE TABLE cache_counters_new (
+    cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    shard INTEGER NOT NULL DEFAULT 0,
+    paths INTEGER NOT NULL DEFAULT 0,
+    nar_bytes INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    last_push_at INTEGER,
+    PRIMARY KEY (cache_id, shard)
+  ) WITHOUT ROWID;
+  INSERT INTO cache_counters_new (cache_id, paths, nar_bytes, stored_bytes, last_push_at)
+    SELECT cache_id, paths, nar_bytes, stored_bytes, last_push_at FROM cache_counters;
+  DROP TABLE cache_counters;
+  ALTER TABLE cache_counters_new RENAME TO cache_counters;
+  CREATE TABLE cache_daily_new (
+    cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    day INTEGER NOT NULL,
+    shard INTEGER NOT NULL DEFAULT 0,
+    paths INTEGER NOT NULL DEFAULT 0,
+    nar_bytes INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (cache_id, day, shard)
+  ) WITHOUT ROWID;
+  INSERT INTO cache_daily_new (cache_id, day, paths, nar_bytes, stored_bytes)
+    SELECT cache_id, day, paths, nar_bytes, stored_bytes FROM cache_daily;
+  DROP TABLE cache_daily;
+  ALTER TABLE cache_daily_new RENAME TO cache_daily;
+  `,
 ];
 
 /**
@@ -390,5 +422,14 @@ export const PG_MIGRATIONS: readonly string[] = [
     SELECT o.cache_id, (o.created_at / 86400) * 86400, count(*), sum(n.nar_size), sum(n.file_size)
     FROM objects o JOIN nars n ON n.id = o.nar_id AND n.state = 'valid' GROUP BY o.cache_id, o.created_at / 86400;
   CREATE INDEX objects_by_name ON objects(cache_id, (lower(substr(store_path, strpos(store_path, store_path_hash) + 33)) COLLATE "C"));
+  `,
+  // 9: see MIGRATIONS[8].
+  `
+  ALTER TABLE cache_counters ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE cache_counters DROP CONSTRAINT cache_counters_pkey;
+  ALTER TABLE cache_counters ADD PRIMARY KEY (cache_id, shard);
+  ALTER TABLE cache_daily ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE cache_daily DROP CONSTRAINT cache_daily_pkey;
+  ALTER TABLE cache_daily ADD PRIMARY KEY (cache_id, day, shard);
   `,
 ];

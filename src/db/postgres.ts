@@ -106,6 +106,9 @@ function narSummary(chunks: ChunkRef[]): { fileSize: number; compression: Compre
   return { fileSize, compression: compression ?? "none" };
 }
 
+/** Counter rows per cache (migration 9): commits on different connections add to different rows. */
+const COUNTER_SHARDS = 64;
+
 /** What a path adds to its cache's figures, as selected by CONTRIBUTION (BIGINTs come back as strings). */
 interface ContributionRow { cache_id: number; created_at: number; nar_size: number; file_size: number }
 const CONTRIBUTION = "o.cache_id, o.created_at, n.nar_size, n.file_size";
@@ -451,14 +454,18 @@ export class PostgresMetaStore implements MetaStore {
     [c.narHash, c.narSize, list.length, fileSize, compression, t]);
     let narId: number;
     let narExisted = false;
+    // The NAR's figures, for this path's contribution to the cache's (see dashboard-sql.ts).
+    let mine = { narSize: c.narSize, fileSize };
     if (inserted) {
       narId = inserted.id;
       await this.insertNarChunks(narId, list);
     } else {
-      const existing = (await this.one<{ id: number; state: string }>("SELECT id, state FROM nars WHERE nar_hash = $1 FOR UPDATE", [c.narHash]))!;
+      const existing = (await this.one<{ id: number; state: string; nar_size: number; file_size: number }>(
+        "SELECT id, state, nar_size, file_size FROM nars WHERE nar_hash = $1 FOR UPDATE", [c.narHash]))!;
       narId = existing.id;
       if (existing.state === "valid") {
         narExisted = true;
+        mine = { narSize: existing.nar_size, fileSize: existing.file_size };
       } else {
         // A damaged (hidden) NAR: this upload proved possession of every byte again; heal it.
         await this.run("DELETE FROM nar_chunks WHERE nar_id = $1", [narId]);
@@ -471,11 +478,11 @@ export class PostgresMetaStore implements MetaStore {
     }
     const o = c.object;
     // FOR SHARE of the old NAR: a heal or a hide of it (which lock it for update) runs wholly before or after.
-    const old = await this.one<ContributionRow & { state: string }>(`SELECT ${CONTRIBUTION} , n.state
-      FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.cache_id = $1 AND o.store_path_hash = $2 FOR SHARE OF n`,
-    [c.cache.id, o.storePathHash]);
-    if (old && old.state === "valid") deltas.add(contribution(old), -1);
-    await this.run(`INSERT INTO objects (cache_id, store_path_hash, store_path, nar_id, refs, system,
+    // The path's old figures, read by the upsert's statement before it writes (one snapshot), FOR
+    // SHARE of the old NAR: a heal or a hide of it (which lock it for update) runs wholly before or after.
+    const old = await this.one<ContributionRow & { state: string }>(`WITH old AS (SELECT ${CONTRIBUTION}, n.state
+        FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.cache_id = $1 AND o.store_path_hash = $2 FOR SHARE OF n),
+      up AS (INSERT INTO objects (cache_id, store_path_hash, store_path, nar_id, refs, system,
         deriver, ca, sigs, server_sig, server_sig_key, created_by, created_at, last_accessed_at,
         pushed_by_token, pushed_from)
       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)
@@ -485,12 +492,13 @@ export class PostgresMetaStore implements MetaStore {
         server_sig = excluded.server_sig, server_sig_key = excluded.server_sig_key,
         created_by = excluded.created_by, created_at = excluded.created_at,
         last_accessed_at = excluded.last_accessed_at, pushed_by_token = excluded.pushed_by_token,
-        pushed_from = excluded.pushed_from`,
+        pushed_from = excluded.pushed_from)
+      SELECT * FROM old`,
     [c.cache.id, o.storePathHash, o.storePath, narId, JSON.stringify(o.references), o.system, o.deriver, o.ca,
       JSON.stringify(o.sigs), o.serverSig, o.serverSigKey, o.createdBy, t, o.pushedByToken ?? null, o.pushedFrom ?? null]);
+    if (old && old.state === "valid") deltas.add(contribution(old), -1);
     // The new NAR is this transaction's (inserted, or locked for update above): valid until it commits.
-    deltas.add(contribution((await this.one<ContributionRow>(`SELECT ${CONTRIBUTION} FROM objects o JOIN nars n ON n.id = o.nar_id
-      WHERE o.cache_id = $1 AND o.store_path_hash = $2`, [c.cache.id, o.storePathHash]))!), 1);
+    deltas.add({ cacheId: c.cache.id, createdAt: t, ...mine }, 1);
     deltas.pushed(c.cache.id, t);
     await this.applyDeltas(deltas);
     return { narId, narExisted };
@@ -510,11 +518,15 @@ export class PostgresMetaStore implements MetaStore {
     const c = d.counters();
     const x = d.daily();
     if (c.length === 0 && x.length === 0) return;
-    await this.run(`WITH c AS (INSERT INTO cache_counters (cache_id, paths, nar_bytes, stored_bytes, last_push_at)
-        SELECT id, p, nb, sb, NULLIF(lp, 0) FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, p, nb, sb, lp)
+    // The shard of this connection's backend: concurrent commits on other connections never wait
+    // for this one's row locks (held until it has committed, WAL flush included).
+    await this.run(`WITH c AS (INSERT INTO cache_counters (cache_id, shard, paths, nar_bytes, stored_bytes, last_push_at)
+        SELECT id, pg_backend_pid() % ${COUNTER_SHARDS}, p, nb, sb, NULLIF(lp, 0)
+        FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, p, nb, sb, lp)
         ${dash.BUMP_COUNTERS_SET})
-      INSERT INTO cache_daily (cache_id, day, paths, nar_bytes, stored_bytes)
-        SELECT * FROM unnest($6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+      INSERT INTO cache_daily (cache_id, day, shard, paths, nar_bytes, stored_bytes)
+        SELECT id, d, pg_backend_pid() % ${COUNTER_SHARDS}, p, nb, sb
+        FROM unnest($6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) AS v(id, d, p, nb, sb)
         ${dash.BUMP_DAILY_SET}`,
     [c.map((r) => r.cacheId), c.map((r) => r.paths), c.map((r) => r.narBytes), c.map((r) => r.storedBytes), c.map((r) => r.lastPushAt ?? 0),
       x.map((r) => r.cacheId), x.map((r) => r.day), x.map((r) => r.paths), x.map((r) => r.narBytes), x.map((r) => r.storedBytes)]);

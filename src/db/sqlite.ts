@@ -215,10 +215,11 @@ export class SqliteMetaStore implements MetaStore {
         WHERE o.cache_id = ? AND o.store_path_hash = ?`),
       narContributions: q(`SELECT o.cache_id AS cacheId, o.created_at AS createdAt, n.nar_size AS narSize,
           n.file_size AS fileSize FROM objects o JOIN nars n ON n.id = o.nar_id WHERE o.nar_id = ?`),
-      bumpCounters: q(`INSERT INTO cache_counters (cache_id, paths, nar_bytes, stored_bytes, last_push_at)
-        VALUES (?, ?, ?, ?, ?) ${dash.BUMP_COUNTERS_SET}`),
-      bumpDaily: q(`INSERT INTO cache_daily (cache_id, day, paths, nar_bytes, stored_bytes)
-        VALUES (?, ?, ?, ?, ?) ${dash.BUMP_DAILY_SET}`),
+      // One writer at a time: shard 0 only.
+      bumpCounters: q(`INSERT INTO cache_counters (cache_id, shard, paths, nar_bytes, stored_bytes, last_push_at)
+        VALUES (?, 0, ?, ?, ?, ?) ${dash.BUMP_COUNTERS_SET}`),
+      bumpDaily: q(`INSERT INTO cache_daily (cache_id, day, shard, paths, nar_bytes, stored_bytes)
+        VALUES (?, ?, 0, ?, ?, ?) ${dash.BUMP_DAILY_SET}`),
     };
   }
 
