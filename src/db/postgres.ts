@@ -116,6 +116,21 @@ const contribution = (r: ContributionRow): dash.PathContribution => ({
   cacheId: Number(r.cache_id), createdAt: Number(r.created_at), narSize: Number(r.nar_size), fileSize: Number(r.file_size),
 });
 
+/**
+ * What one process's stores on one pool share: NAR download answers served lately, and a count
+ * of the writes made through them that can change such an answer (SERVED_CHANGES). An answer is
+ * reused while no such write of this process has begun or ended since it was read, and for at
+ * most PG_CACHE_RECORD_MS: a change made by another replica shows here within that time, as
+ * cache records do. Uploads, access times and signatures only add or leave answers as they are,
+ * so a push-heavy replica keeps its answers (a commit that heals a chunk whose bytes were lost
+ * re-points an answer that was broken anyway; it is right again within the bound).
+ */
+interface Shared {
+  writes: number;
+  served: Map<string, { nar: ServedNar; at: number; writes: number }>;
+}
+const SERVED_MAX = 4096;
+
 /** Thrown inside simulate's transaction to roll it back with the answer. */
 class Rollback<T> {
   constructor(readonly value: T) {}
@@ -130,7 +145,8 @@ export class DatabaseUnavailable extends Error {}
  * locks, unique constraints or the advisory locks above.
  */
 export class PostgresMetaStore implements MetaStore {
-  private constructor(private readonly root: SQL, private readonly q: Exec, private readonly inTx: boolean) {}
+  private constructor(private readonly root: SQL, private readonly q: Exec, private readonly inTx: boolean,
+    private readonly shared: Shared = { writes: 0, served: new Map() }) {}
 
   static async open(url: string, poolSize = 10): Promise<PostgresMetaStore> {
     const sql = new SQL({ url, max: poolSize, connectionTimeout: 10, idleTimeout: 60 });
@@ -181,9 +197,14 @@ export class PostgresMetaStore implements MetaStore {
   private async tx<T>(fn: (s: PostgresMetaStore) => Promise<T>): Promise<T> {
     if (this.inTx) {
       return (await (this.q as unknown as { savepoint<R>(f: (sp: SQL) => Promise<R>): Promise<R> })
-        .savepoint((sp) => fn(new PostgresMetaStore(this.root, sp, true))));
+        .savepoint((sp) => fn(new PostgresMetaStore(this.root, sp, true, this.shared))));
     }
-    return await this.root.begin((t) => fn(new PostgresMetaStore(this.root, t as unknown as SQL, true))) as T;
+    return await this.root.begin((t) => fn(new PostgresMetaStore(this.root, t as unknown as SQL, true, this.shared))) as T;
+  }
+
+  /** Counts a write that may change a served answer (see Shared and SERVED_CHANGES). */
+  static changingServed(store: PostgresMetaStore, delta: number): void {
+    store.shared.writes += delta;
   }
 
   async ping(): Promise<void> {
@@ -321,8 +342,27 @@ export class PostgresMetaStore implements MetaStore {
     };
   }
 
-  /** Read every time: another replica may have changed the NAR (no cross-process cache yet on this engine). */
+  /**
+   * Kept between this process's writes for at most PG_CACHE_RECORD_MS (see Shared): a NAR deleted,
+   * healed or marked damaged on another replica is served as before for at most that long (its
+   * chunks' bytes outlive that: packs are deleted only a grace period after their last chunk).
+   * Misses are not kept, so a NAR pushed on another replica is served as soon as it is committed.
+   */
   async narToServe(cacheId: number, narHash: string): Promise<ServedNar | null> {
+    const key = `${cacheId}:${narHash}`;
+    const at = performance.now();
+    const kept = this.shared.served.get(key);
+    if (kept && kept.writes === this.shared.writes && at - kept.at < PG_CACHE_RECORD_MS) return kept.nar;
+    const writes = this.shared.writes;
+    const nar = await this.readNarToServe(cacheId, narHash);
+    if (nar && writes === this.shared.writes && !this.inTx) {
+      if (this.shared.served.size >= SERVED_MAX) this.shared.served.clear();
+      this.shared.served.set(key, { nar: Object.freeze(nar), at, writes });
+    }
+    return nar;
+  }
+
+  private async readNarToServe(cacheId: number, narHash: string): Promise<ServedNar | null> {
     const rows = await this.all<ChunkRow & {
       store_path_hash: string; nar_id: number; nar_size: number; file_size: number; nar_compression: Compression | "mixed";
     }>(`SELECT o.store_path_hash, n.id AS nar_id, n.nar_size, n.file_size, n.compression AS nar_compression, ${CHUNK_COLUMNS}
@@ -833,4 +873,22 @@ export class PostgresMetaStore implements MetaStore {
 /** The URL without its password, for messages. */
 export function redact(url: string): string {
   return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
+}
+
+/** The writes that delete or move what a NAR download answer names: each drops the kept answers. */
+const SERVED_CHANGES = [
+  "deleteCache", "expireObjects", "deleteUnreferencedNars", "markUnreferencedChunks", "sweepChunks", "relocateChunks",
+  "markEmptyPacks", "forgetPack", "forgetDeletedPack", "markChunksDamaged",
+] as const satisfies readonly (keyof MetaStore)[];
+for (const name of SERVED_CHANGES) {
+  const proto = PostgresMetaStore.prototype as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const method = proto[name]!;
+  proto[name] = async function (this: PostgresMetaStore, ...args: unknown[]): Promise<unknown> {
+    PostgresMetaStore.changingServed(this, 1);
+    try {
+      return await method.apply(this, args);
+    } finally {
+      PostgresMetaStore.changingServed(this, 1);
+    }
+  };
 }
