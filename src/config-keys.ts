@@ -3,6 +3,7 @@
  * loader (src/config.ts) reports any other key with the nearest known one; adding a setting is
  * one row here plus its reading in serverConfig.
  */
+import { editDistance } from "./suggest.ts";
 export interface ConfigKey {
   /** Full dotted key: `gc.retention` is `retention` in the `[gc]` table. */
   key: string;
@@ -47,21 +48,6 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: "upload.staging-quota", env: "GARRET_UPLOAD_STAGING_QUOTA", doc: "NAR bytes one token may hold staged by nix copy PUTs (bytes, or 500MB, 10GiB)" },
   { key: "upload.staging-ttl", env: "GARRET_UPLOAD_STAGING_TTL", doc: "how long a staged NAR waits for its narinfo (duration)" },
 ];
-
-/** Edit distance, for did-you-mean. */
-export function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
-}
 
 /** The nearest of `known` to `word`, if it is near enough to be a typo. */
 export function nearest(word: string, known: readonly string[]): string | undefined {

@@ -4,7 +4,7 @@ import { ApiError } from "./client/api.ts";
 import { NixCommandError } from "./client/nix.ts";
 import { CliError, UsageError } from "./cli/errors.ts";
 import { commandHelp, overview, subcommandsOf } from "./cli/help.ts";
-import { didYouMean } from "./cli/suggest.ts";
+import { didYouMean } from "./suggest.ts";
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -32,6 +32,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./cli/serve.ts")).serveCommand,
   token: async () => (await import("./cli/token.ts")).tokenCommand,
   login: async () => (await import("./cli/login.ts")).loginCommand,
+  logout: async () => (await import("./cli/login.ts")).logoutCommand,
+  whoami: async () => (await import("./cli/whoami.ts")).whoamiCommand,
   cache: async () => (await import("./cli/cache.ts")).cacheCommand,
   push: async () => (await import("./cli/push.ts")).pushCommand,
   use: async () => (await import("./cli/use.ts")).useCommand,
@@ -53,7 +55,7 @@ function report(err: unknown): number {
     return 2;
   }
   if (err instanceof ApiError) {
-    process.stderr.write(`error: ${err.message} (${err.error})\n`);
+    process.stderr.write(err.explained ? `error: ${err.message}\n` : `error: ${err.message} (${err.error})\n`);
     return 1;
   }
   if (err instanceof CliError || err instanceof NixCommandError) {

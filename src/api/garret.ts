@@ -11,7 +11,33 @@ export const GARRET_PATHS = {
   /** POST PurgeRequest: the same in every cache the caller may configure (--all-caches). */
   purgeAll: "/_api/v1/cache-purge",
   tokenExchange: "/_api/v1/token-exchange",
+  /** GET: what the caller's token is (WhoamiAnswer); 401 with the reason for a refused token. */
+  whoami: "/_api/v1/whoami",
 } as const;
+
+/** Permission names as `garret token create` spells its flags. */
+export type PermissionName = "pull" | "push" | "delete" | "create-cache" | "configure-cache" | "configure-cache-retention" | "destroy-cache";
+
+export interface WhoamiAnswer {
+  /** Always "garret": tells a client it reached a garret server, not some other service at that URL. */
+  server: "garret";
+  version: string;
+  /** Null when no token was sent (anonymous: public caches only). */
+  token: WhoamiToken | null;
+}
+
+export interface WhoamiToken {
+  sub: string;
+  /** The registry id (jti), when the token has one. */
+  id: string | null;
+  /** Unix seconds. */
+  expires_at: number;
+  issued_at: number | null;
+  /** The issuer, for a token from a trusted OIDC provider. */
+  oidc_issuer: string | null;
+  /** In the token's own order: where patterns overlap, the first that matches a cache decides. */
+  permissions: { pattern: string; allows: PermissionName[] }[];
+}
 
 /** One push (issue 16 provenance). Times in seconds since the epoch. */
 export interface PushView {

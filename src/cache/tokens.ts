@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { GarretError } from "../errors.ts";
-import { narrowClaims, type CachePermissionClaims } from "../auth/permissions.ts";
+import { narrowClaims, PERMISSION_LETTERS, type CachePermissionClaims, type Permission } from "../auth/permissions.ts";
 import type { TokenAuthority } from "../auth/token.ts";
 import type { MetaStore } from "../db/types.ts";
-import type { TokenExchangeAnswer, TokenExchangeRequest } from "../api/garret.ts";
+import type { PermissionName, TokenExchangeAnswer, TokenExchangeRequest, WhoamiAnswer } from "../api/garret.ts";
+import pkg from "../../package.json" with { type: "json" };
 import { claimsOf, RejectedToken, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { recordAudit } from "./audit.ts";
@@ -57,4 +58,32 @@ export async function exchangeToken(g: Garret, caller: Caller, body: unknown): P
   if (Object.keys(caches).length === 0) throw new GarretError("Forbidden", "Your token grants nothing on those caches.");
   const minted = await mintRegistered(g.meta, g.tokens, claims.sub, validity, caches, caller);
   return { token: minted.token, id: minted.id, expires_at: minted.expiresAt };
+}
+
+/** Each permission's name as a `garret token create` flag. */
+const PERMISSION_NAMES: Record<keyof Permission, PermissionName> = {
+  pull: "pull", push: "push", delete: "delete", createCache: "create-cache", configureCache: "configure-cache",
+  configureCacheRetention: "configure-cache-retention", destroyCache: "destroy-cache",
+};
+
+/**
+ * What the caller's token is: its sub, id, expiry and grants (`garret whoami`, and `garret login`
+ * checking a token before saving it). A refused token is told why.
+ */
+export function describeCaller(caller: Caller): WhoamiAnswer {
+  if (caller instanceof RejectedToken) throw new GarretError("Unauthorized", caller.reason);
+  const claims = claimsOf(caller);
+  if (!claims) return { server: "garret", version: pkg.version, token: null };
+  const permissions = Object.entries(claims.caches).map(([pattern, letters]) => ({
+    pattern,
+    allows: (Object.entries(PERMISSION_LETTERS) as [keyof Permission, string][])
+      .filter(([, letter]) => letters[letter] === 1 || letters[letter] === true).map(([key]) => PERMISSION_NAMES[key]),
+  }));
+  return {
+    server: "garret", version: pkg.version,
+    token: {
+      sub: claims.sub, id: claims.jti ?? null, expires_at: claims.exp, issued_at: claims.iat ?? null,
+      oidc_issuer: claims.oidcIssuer ?? null, permissions,
+    },
+  };
 }

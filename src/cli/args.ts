@@ -1,5 +1,5 @@
 import { UsageError } from "./errors.ts";
-import { didYouMean } from "./suggest.ts";
+import { didYouMean } from "../suggest.ts";
 
 /*
  * The command-line parser of every subcommand: the part of node:util's parseArgs that garret

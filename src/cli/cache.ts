@@ -6,7 +6,7 @@ import { fmtBytes } from "./progress.ts";
 import { parseArgs } from "./args.ts";
 import { ApiClient, ApiError } from "../client/api.ts";
 import { loadClientConfig, rememberCache } from "../client/config.ts";
-import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
+import { REMOTE_OPTIONS, resolveRemote, unknownAlias } from "./remote.ts";
 import { confirm, interactive } from "./prompt.ts";
 import { CliError, UsageError } from "./errors.ts";
 
@@ -165,11 +165,11 @@ interface ListedCache {
 async function listCaches(aliasFilter: string | undefined, json: boolean, caFile: string | undefined): Promise<void> {
   const config = await loadClientConfig();
   const aliases = aliasFilter ? [aliasFilter] : Object.keys(config.servers).sort();
-  if (aliasFilter && !config.servers[aliasFilter]) throw new CliError(`unknown server alias ${JSON.stringify(aliasFilter)}; run: garret login ${aliasFilter} URL TOKEN`);
+  if (aliasFilter && !config.servers[aliasFilter]) throw new CliError(unknownAlias(aliasFilter, Object.keys(config.servers)));
   const rows: ListedCache[] = [];
   for (const alias of aliases) {
     const server = config.servers[alias]!;
-    const api = new ApiClient(server, { caFile, retry: { retries: 1, baseMs: 200, maxMs: 1000 } });
+    const api = new ApiClient(server, { caFile, alias, retry: { retries: 1, baseMs: 200, maxMs: 1000 } });
     const listed = await serverListing(api);
     if (listed) {
       const seen = new Set(listed.map((c) => c.name));

@@ -194,11 +194,25 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
   login: {
     group: "client",
     usage: ["login ALIAS URL [TOKEN] [--set-default] [--ca-file FILE]"],
-    about: "remember a server and its token (without TOKEN or GARRET_TOKEN it is asked for, not echoed)",
+    about: "check a server and its token, then remember them (without TOKEN or GARRET_TOKEN it is asked for, not echoed); "
+      + "a cache's URL (http://host:8080/mycache) is corrected to the server's",
     flags: [
       ["--set-default", "make ALIAS the default server (the first one saved is)"],
       ["--ca-file FILE", "extra CA certificates (PEM) to trust for this server, saved with it"],
+      ["--no-check", "save without asking the server (e.g. before it is up); nothing is verified"],
     ],
+  },
+  whoami: {
+    group: "client",
+    usage: ["whoami [ALIAS] [--json]"],
+    about: "what the server says this client's token is: sub, id, expiry, permissions per cache pattern",
+    flags: [JSON_FLAG, CA_FILE],
+  },
+  logout: {
+    group: "client",
+    usage: ["logout ALIAS"],
+    about: "forget a server and its token (the token stays valid on the server until it expires or is revoked)",
+    flags: [],
   },
   "cache create": {
     group: "client",

@@ -1,6 +1,7 @@
 import { parseArgs } from "./args.ts";
 import { rememberCache } from "../client/config.ts";
 import { push, type Compression, type PushOptions } from "../client/push.ts";
+import { checkStorePaths } from "../client/nix.ts";
 import { defaultRetryPolicy, type RetryPolicy } from "../client/retry.ts";
 import { parseRate, RateLimiter } from "../client/throttle.ts";
 import { outputMode, pushReporter } from "./progress.ts";
@@ -64,6 +65,7 @@ export async function pushCommand(argv: string[]): Promise<void> {
   }
   const opts = pushOptionsFrom(values);
   const { api, cache, alias, remembered } = await resolveRemote(target, { caFile: values["ca-file"] });
+  checkStorePaths(paths);
   const reporter = await pushReporter(outputMode(values.json === true), cache);
   let summary;
   try {

@@ -2,7 +2,7 @@ import { realpathSync } from "node:fs";
 import { parseArgs } from "./args.ts";
 import { Spool, stateDir } from "../client/spool.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { didYouMean } from "./suggest.ts";
+import { didYouMean } from "../suggest.ts";
 import { runsLong } from "./long-running.ts";
 
 const USAGE = "usage: garret queue ALIAS:CACHE [PATH...] (paths default to $OUT_PATHS) | garret queue --drain | --worker | --list | --remove ID|PATH...";

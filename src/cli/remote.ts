@@ -2,6 +2,7 @@ import { ApiClient } from "../client/api.ts";
 import { ClientConfigError, loadClientConfig } from "../client/config.ts";
 import { TlsConfigError } from "../client/tls.ts";
 import { CliError, UsageError } from "./errors.ts";
+import { nearest } from "../suggest.ts";
 
 /** Flags every command that talks to a server accepts. */
 export const REMOTE_OPTIONS = {
@@ -38,11 +39,21 @@ export async function resolveRemote(spec: string | undefined, opts: { caFile?: s
   }
   const { alias, cache } = parseTarget(spec, config.defaultServer);
   const server = config.servers[alias];
-  if (!server) throw new CliError(`unknown server alias ${JSON.stringify(alias)}; run: garret login ${alias} URL TOKEN`);
+  if (!server) throw new CliError(unknownAlias(alias, Object.keys(config.servers)));
   try {
-    return { api: new ApiClient(server, { caFile: opts.caFile }), cache, alias, remembered: server.caches?.includes(cache) ?? false };
+    return { api: new ApiClient(server, { caFile: opts.caFile, alias }), cache, alias, remembered: server.caches?.includes(cache) ?? false };
   } catch (err) {
     if (err instanceof TlsConfigError) throw new CliError(err.message);
     throw err;
   }
+}
+
+/** An alias no server is saved under: the one meant, the known ones, or how to add it. */
+export function unknownAlias(alias: string, known: string[]): string {
+  const add = `garret login ${alias} URL TOKEN`;
+  if (known.length === 0) return `unknown server alias ${JSON.stringify(alias)}: no servers are saved; run ${add}`;
+  const near = nearest(alias, known);
+  const list = `known: ${[...known].sort().join(", ")}`;
+  return near ? `unknown server alias ${JSON.stringify(alias)}; did you mean ${JSON.stringify(near)}? (${list})`
+    : `unknown server alias ${JSON.stringify(alias)} (${list}); to add it: ${add}`;
 }

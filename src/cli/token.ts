@@ -11,6 +11,7 @@ import { mintRegistered } from "../cache/tokens.ts";
 import { ApiClient } from "../client/api.ts";
 import { ClientConfigError, loadClientConfig } from "../client/config.ts";
 import { openMetaStoreForCli } from "./database.ts";
+import { unknownAlias } from "./remote.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 /** Flag name of each permission, e.g. --create-cache. */
@@ -182,10 +183,10 @@ async function exchangeCommand(rest: string[]): Promise<void> {
   const alias = positionals[0] ?? config.defaultServer;
   if (!alias) throw new UsageError("no server alias given and no default server; run garret login first");
   const server = config.servers[alias];
-  if (!server) throw new CliError(`unknown server alias ${JSON.stringify(alias)}; run: garret login ${alias} URL TOKEN`);
+  if (!server) throw new CliError(unknownAlias(alias, Object.keys(config.servers)));
   const token = values.token ?? process.env.GARRET_TOKEN ?? server.token;
   if (!token) throw new CliError(`${alias} has no token; pass --token or run garret login ${alias} URL TOKEN`);
-  const api = new ApiClient({ ...server, token }, { caFile: values["ca-file"] });
+  const api = new ApiClient({ ...server, token }, { caFile: values["ca-file"], alias });
   const answer = await api.exchangeToken({ validity_seconds: validity, caches, pull_only: values["pull-only"] === true });
   process.stdout.write(`${answer.token}\n`);
 }

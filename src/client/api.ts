@@ -1,16 +1,20 @@
 import type { GetMissingPathsAnswer, UploadAnswer, UploadNarInfo } from "../api/attic.ts";
 import { ATTIC_PATHS } from "../api/attic.ts";
-import { DASHBOARD_PATHS, GARRET_PATHS, type CachesAnswer, type CacheStatsAnswer, type TokenExchangeAnswer, type TokenExchangeRequest } from "../api/garret.ts";
+import { DASHBOARD_PATHS, GARRET_PATHS, type CachesAnswer, type CacheStatsAnswer, type TokenExchangeAnswer, type TokenExchangeRequest, type WhoamiAnswer } from "../api/garret.ts";
 import type { ServerEntry } from "./config.ts";
 import { tlsOptions } from "./tls.ts";
 import { defaultRetryPolicy, withRetry, type RetryPolicy } from "./retry.ts";
+import { connectionProblem, explainRefusal, type Need } from "./explain.ts";
 
-/** An error answer from the server, carrying its stable error name. */
+/**
+ * An error answer from the server, carrying its stable error name. `explained`: the message was
+ * rewritten for the user (names the alias, the cache, the fix), so the CLI prints it alone.
+ */
 export class ApiError extends Error {
   /** For a failed connection (status 0): the system's code, e.g. ECONNREFUSED. */
   readonly netCode?: string;
 
-  constructor(readonly status: number, readonly error: string, message: string, netCode?: string) {
+  constructor(readonly status: number, readonly error: string, message: string, netCode?: string, readonly explained = false) {
     super(message);
     if (netCode) this.netCode = netCode;
   }
@@ -25,6 +29,8 @@ export interface CallOptions {
   retry?: RetryPolicy;
 }
 
+export type { Need };
+
 export type { UploadAnswer, UploadNarInfo };
 
 export interface ApiClientOptions {
@@ -33,6 +39,8 @@ export interface ApiClientOptions {
   /** Backoff for idempotent calls (reads, get-missing-paths). */
   retry?: RetryPolicy;
   env?: NodeJS.ProcessEnv;
+  /** The alias the user named this server by, for error messages ("cache local:foo does not exist"). */
+  alias?: string;
 }
 
 const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|HOSTNAME|TLS|SSL/i;
@@ -45,18 +53,26 @@ export function networkError(base: string, err: unknown, what = `cannot reach ${
   if (e?.code && TLS_CODES.test(e.code)) {
     return new ApiError(0, "TlsError", `${what}: ${detail} (for a private CA pass --ca-file FILE, or set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS)`);
   }
-  return new ApiError(0, "NetworkError", `${what}: ${detail}`, e?.code);
+  let host = base;
+  try {
+    host = new URL(base).hostname;
+  } catch {
+    // not a URL: say it as given
+  }
+  return new ApiError(0, "NetworkError", `${what}: ${connectionProblem(err, host)}`, e?.code);
 }
 
 /** A thin client for garret's (and Attic's) /_api/v1, with retries on idempotent calls. */
 export class ApiClient {
   readonly base: string;
   readonly retry: RetryPolicy;
+  readonly alias: string | undefined;
   private tls: { ca: string[] } | undefined;
 
   constructor(private readonly server: ServerEntry, opts: ApiClientOptions = {}) {
     this.base = server.endpoint.replace(/\/+$/, "");
     this.retry = opts.retry ?? defaultRetryPolicy(opts.env);
+    this.alias = opts.alias;
     if (this.base.startsWith("https:")) {
       this.tls = { ca: tlsOptions([server.caFile, opts.caFile], opts.env).ca };
     }
@@ -103,13 +119,18 @@ export class ApiClient {
     return this.call("POST", GARRET_PATHS.tokenExchange, req, false);
   }
 
+  /** What this client's token is on the server (garret servers; others answer 404). */
+  whoami(retry = true): Promise<WhoamiAnswer> {
+    return this.call("GET", GARRET_PATHS.whoami, undefined, retry);
+  }
+
   getCache<T>(cache: string, opts: CallOptions = {}): Promise<T> {
-    return this.call("GET", ATTIC_PATHS.cacheConfig(cache), undefined, true, opts);
+    return this.about(cache, "any", () => this.call("GET", ATTIC_PATHS.cacheConfig(cache), undefined, true, opts));
   }
 
   /** A cache's figures (garret servers since issue 14; others answer 404). */
   cacheStats(cache: string): Promise<CacheStatsAnswer> {
-    return this.call("GET", DASHBOARD_PATHS.cacheStats(cache));
+    return this.about(cache, "any", () => this.call("GET", DASHBOARD_PATHS.cacheStats(cache)));
   }
 
   /** Every cache the token may see, with its figures (garret servers since issue 14; others answer 404). */
@@ -118,22 +139,48 @@ export class ApiClient {
   }
 
   createCache<T>(cache: string, body: Record<string, unknown>): Promise<T> {
-    return this.call("POST", ATTIC_PATHS.cacheConfig(cache), body);
+    return this.about(cache, "createCache", () => this.call("POST", ATTIC_PATHS.cacheConfig(cache), body));
   }
 
   configureCache<T>(cache: string, body: Record<string, unknown>): Promise<T> {
-    return this.call("PATCH", ATTIC_PATHS.cacheConfig(cache), body);
+    return this.about(cache, "configureCache", () => this.call("PATCH", ATTIC_PATHS.cacheConfig(cache), body));
   }
 
   destroyCache(cache: string): Promise<unknown> {
-    return this.call("DELETE", ATTIC_PATHS.cacheConfig(cache));
+    return this.about(cache, "destroyCache", () => this.call("DELETE", ATTIC_PATHS.cacheConfig(cache)));
   }
 
   async missingPaths(cache: string, hashes: string[], opts: CallOptions = {}): Promise<string[]> {
-    const answer = await this.call<GetMissingPathsAnswer>("POST", ATTIC_PATHS.getMissingPaths, {
+    const answer = await this.about(cache, "push", () => this.call<GetMissingPathsAnswer>("POST", ATTIC_PATHS.getMissingPaths, {
       cache, store_path_hashes: hashes,
-    }, true, opts);
+    }, true, opts));
     return answer.missing_paths;
+  }
+
+  /**
+   * Runs a call about one cache; a refusal comes back naming the alias and cache, the permission
+   * the token lacked, or the cache the user probably meant (from the caches the token can see).
+   */
+  async about<T>(cache: string, need: Need, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.explained) throw err;
+      const visible = err.error === "NoSuchCache" ? await this.visibleCaches() : null;
+      const line = explainRefusal(err, {
+        server: this.base, alias: this.alias ?? null, cache, need, hasToken: this.server.token !== undefined, visible,
+      });
+      throw line === null ? err : new ApiError(err.status, err.error, line, err.netCode, true);
+    }
+  }
+
+  /** The names of the caches the token can see, or null when the server does not say (an Attic server). */
+  private async visibleCaches(): Promise<string[] | null> {
+    try {
+      return (await this.json<CachesAnswer>("GET", DASHBOARD_PATHS.caches)).caches.map((c) => c.name);
+    } catch {
+      return null; // no listing: no suggestion
+    }
   }
 
   /**
@@ -164,7 +211,7 @@ export class ApiClient {
     } catch (err) {
       throw networkError(this.base, err, `upload of ${info.store_path} failed`);
     }
-    return parseAnswer<UploadAnswer>(res);
+    return this.about(info.cache, "push", () => parseAnswer<UploadAnswer>(res));
   }
 }
 

@@ -15,7 +15,8 @@ export interface LocalPathInfo {
 
 export class NixCommandError extends Error {}
 
-async function run(cmd: string[]): Promise<string> {
+/** Runs a Nix command; a failure is Nix's last line, under the command's plain name (`nix path-info`). */
+async function run(cmd: string[], name = cmd.slice(0, 2).join(" ")): Promise<string> {
   let proc;
   try {
     proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
@@ -26,19 +27,43 @@ async function run(cmd: string[]): Promise<string> {
     new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited,
   ]);
   if (code !== 0) {
-    const last = err.trim().split("\n").filter(Boolean).pop() ?? `exit code ${code}`;
-    throw new NixCommandError(`${cmd.slice(0, 2).join(" ")} failed: ${last}`);
+    const last = err.trim().split("\n").filter(Boolean).pop()?.replace(/^error: /, "") ?? `exit code ${code}`;
+    throw new NixCommandError(`${name} failed: ${last}`);
   }
   return out;
 }
 
 // --offline: an invalid path must fail at once, not after asking cache.nixos.org how to build it.
 const PATH_INFO = ["nix", "--extra-experimental-features", "nix-command", "--offline", "path-info", "--json"];
+const pathInfo = (args: string[]): Promise<string> => run([...PATH_INFO, ...args], "nix path-info");
+
+/** The store directory: NIX_STORE_DIR, as Nix reads it, else /nix/store. */
+export function storeDir(env = process.env): string {
+  return (env.NIX_STORE_DIR || "/nix/store").replace(/\/+$/, "");
+}
+
+/**
+ * Refuses arguments that are not store paths (or symlinks to one, such as ./result) before Nix
+ * sees them: Nix would take `/tmp` for a flake reference and say so in its own terms.
+ */
+export function checkStorePaths(paths: string[], dir = storeDir()): void {
+  for (const p of paths) {
+    let real: string;
+    try {
+      real = realpathSync(p);
+    } catch {
+      throw new NixCommandError(`${p} does not exist; give store paths (${dir}/…) or symlinks to them such as ./result`);
+    }
+    if (!real.startsWith(`${dir}/`)) {
+      throw new NixCommandError(`${p} is not a store path${real !== p ? ` (it is ${real})` : ""}; give a path in ${dir} or a symlink to one such as ./result`);
+    }
+  }
+}
 
 /** Which of these store paths are valid in the local store (resolving symlinks such as ./result). */
 export async function validPaths(paths: string[]): Promise<{ valid: string[]; invalid: string[] }> {
   if (paths.length === 0) return { valid: [], invalid: [] };
-  const list = JSON.parse(await run([...PATH_INFO, ...paths])) as { path: string; valid?: boolean }[];
+  const list = JSON.parse(await pathInfo(paths)) as { path: string; valid?: boolean }[];
   return {
     valid: list.filter((p) => p.valid !== false).map((p) => p.path),
     invalid: list.filter((p) => p.valid === false).map((p) => p.path),
@@ -114,8 +139,8 @@ export async function closureOf(paths: string[]): Promise<LocalPathInfo[]> {
   const drvs = paths.filter((p) => p.endsWith(".drv"));
   const others = paths.filter((p) => !p.endsWith(".drv"));
   const lists = await Promise.all([
-    others.length > 0 ? run([...PATH_INFO, "--recursive", ...others]) : "[]",
-    drvs.length > 0 ? run([...PATH_INFO, "--recursive", "--derivation", ...drvs]) : "[]",
+    others.length > 0 ? pathInfo(["--recursive", ...others]) : "[]",
+    drvs.length > 0 ? pathInfo(["--recursive", "--derivation", ...drvs]) : "[]",
   ]);
   const seen = new Set<string>();
   const list = lists.flatMap((out) => JSON.parse(out) as {

@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import type { Garret } from "../cache/context.ts";
 import { deletePath, listPins, pinPath, unpinPath } from "../cache/pins.ts";
-import { exchangeToken } from "../cache/tokens.ts";
+import { describeCaller, exchangeToken } from "../cache/tokens.ts";
 import { GARRET_PATHS } from "../api/garret.ts";
 import { callerOf } from "./auth.ts";
 import { jsonBody } from "./body.ts";
@@ -29,6 +29,7 @@ export function garretApiRoutes(g: Garret) {
       Response.json(await purgeUploaderEverywhere(g, await callerOf(g, request), await jsonBody(request))))
     .post("/_api/v1/cache-purge/:cache", async ({ request, params }) =>
       Response.json(await purgeUploader(g, await callerOf(g, request), params.cache, await jsonBody(request))))
+    .get(GARRET_PATHS.whoami, async ({ request }) => Response.json(describeCaller(await callerOf(g, request))))
     .post(GARRET_PATHS.tokenExchange, async ({ request }) =>
       Response.json(await exchangeToken(g, await callerOf(g, request), await jsonBody(request))))
     .delete("/_api/v1/paths/:cache/:hash", async ({ request, params }) => {

@@ -191,7 +191,8 @@ describe("retries and failures", () => {
     expect(j.code).toBe(2);
     expect(j.stderr.trim()).toBe("error: --jobs must be an integer from 1 to 256");
     const u = await runAsync(garretCmd("push", "nosuch:x", "/nix/store/x"), { env: client.env });
-    expect(u.stderr.trim()).toBe('error: unknown server alias "nosuch"; run: garret login nosuch URL TOKEN');
+    expect(u.stderr).toStartWith('error: unknown server alias "nosuch" (known: ');
+    expect(u.stderr).toMatch(/^error: unknown server alias "nosuch" \(known: [^)]*\blocal\b[^)]*\); to add it: garret login nosuch URL TOKEN\n$/);
   });
 });
 
