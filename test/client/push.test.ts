@@ -81,7 +81,7 @@ describe("parallel push", () => {
       },
     });
     try {
-      runOk(garretCmd("login", "counted", `http://127.0.0.1:${counting.port}`, client.token), { env: client.env });
+      await runAsyncOk(garretCmd("login", "counted", `http://127.0.0.1:${counting.port}`, client.token), { env: client.env });
       const r = await runAsyncOk(garretCmd("push", `counted:${cache}`, "-j", "8", "--json", top), { env: client.env });
       expect(JSON.parse(r.stdout)).toMatchObject({ uploaded: 34, failed: 0 });
       expect(peak).toBeGreaterThanOrEqual(4);
@@ -130,7 +130,7 @@ describe("retries and failures", () => {
     const { top } = wideClosure(uniqueTag(), 6);
     const proxy = startProxy(server.url, (_hash, attempt) => (attempt <= 2 ? 503 : null));
     try {
-      runOk(garretCmd("login", "flaky", proxy.url, client.token), { env: client.env });
+      await runAsyncOk(garretCmd("login", "flaky", proxy.url, client.token), { env: client.env });
       const r = await runAsync(garretCmd("push", `flaky:${cache}`, "--json", "-j", "4", top), { env: client.env });
       expect(r.code).toBe(0);
       const summary = JSON.parse(r.stdout);
@@ -148,7 +148,7 @@ describe("retries and failures", () => {
     const victim = closure.find((p) => p.includes("garret-leaf-") && p.endsWith("-3"))!;
     const proxy = startProxy(server.url, (hash) => (hash === storeHashOf(victim) ? 500 : null));
     try {
-      runOk(garretCmd("login", "broken", proxy.url, client.token), { env: client.env });
+      await runAsyncOk(garretCmd("login", "broken", proxy.url, client.token), { env: client.env });
       const r = await runAsync(garretCmd("push", `broken:${cache}`, "--json", "--retries", "2", top), { env: client.env });
       expect(r.code).toBe(1);
       const summary = JSON.parse(r.stdout);
@@ -170,7 +170,7 @@ describe("retries and failures", () => {
     const { top } = wideClosure(uniqueTag(), 1);
     const proxy = startProxy(server.url, () => 400);
     try {
-      runOk(garretCmd("login", "refuses", proxy.url, client.token), { env: client.env });
+      await runAsyncOk(garretCmd("login", "refuses", proxy.url, client.token), { env: client.env });
       const r = await runAsync(garretCmd("push", `refuses:${cache}`, "--json", top), { env: client.env });
       expect(r.code).toBe(1);
       // The two paths without dependencies (the leaf and chain0) are tried once each; the rest
@@ -227,7 +227,7 @@ describe("NAR and closure sources", () => {
       },
     });
     try {
-      runOk(garretCmd("login", "mismatch2", `http://127.0.0.1:${mismatch.port}`, client.token), { env: client.env });
+      await runAsyncOk(garretCmd("login", "mismatch2", `http://127.0.0.1:${mismatch.port}`, client.token), { env: client.env });
       const r = await runAsync(garretCmd("push", `mismatch2:${cache}`, "--json", top), { env: client.env });
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({ closure: 5, failed: 0, retries: 0 });

@@ -29,7 +29,7 @@ const configOf = (env: Record<string, string>): string => readFileSync(join(env.
 describe("login", () => {
   test("asks for the token on a terminal without echoing it", async () => {
     const env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
-    const secret = `tok-${uniqueTag()}-secret`;
+    const secret = mintToken(server.dataDir, "--sub", "prompted", "--pull", "*");
     const r = await inPty(garretCmd("login", "prompted", server.url), env, [{ waitFor: "Token for", send: `${secret}\r` }]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("(input hidden");
@@ -41,8 +41,9 @@ describe("login", () => {
 
   test("takes the token from GARRET_TOKEN, and saves none when there is no terminal", async () => {
     const env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
-    await runAsyncOk(garretCmd("login", "fromenv", server.url), { env: { ...env, GARRET_TOKEN: "tok-env" } });
-    expect(configOf(env)).toContain('token = "tok-env"');
+    const fromEnv = mintToken(server.dataDir, "--sub", "fromenv", "--pull", "*");
+    await runAsyncOk(garretCmd("login", "fromenv", server.url), { env: { ...env, GARRET_TOKEN: fromEnv } });
+    expect(configOf(env)).toContain(`token = "${fromEnv}"`);
     const r = await runAsyncOk(garretCmd("login", "anon", server.url), { env: { ...env, GARRET_TOKEN: "" } });
     expect(r.stdout).toContain("no token");
     expect(configOf(env)).toMatch(/\[servers\.anon\]\nendpoint = "[^"]+"\n\n/);
@@ -150,7 +151,7 @@ describe("use", () => {
   test("a cache the token cannot see is a one-line error", async () => {
     const r = await runAsync(garretCmd("use", "local:does-not-exist", "--nix-conf", join(tempDir(), "nix.conf")), { env: client.env });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("error: The requested cache does not exist. (NoSuchCache)\n");
+    expect(r.stderr).toBe("error: cache local:does-not-exist does not exist on server local (or your token may not see it); garret cache list local shows the caches you can see\n");
   });
 });
 
