@@ -23,7 +23,7 @@ export async function cacheLogCommand(argv: string[]): Promise<void> {
   const q = new URLSearchParams();
   if (values["uploaded-by"] !== undefined) q.set("uploaded_by", values["uploaded-by"]);
   if (values["token-id"] !== undefined) q.set("token_id", values["token-id"]);
-  const { pushes } = await api.json<CacheLogAnswer>("GET", `${GARRET_PATHS.cacheLog(cache)}${q.size ? `?${q}` : ""}`);
+  const { pushes } = await api.about(cache, "configureCache", () => api.json<CacheLogAnswer>("GET", `${GARRET_PATHS.cacheLog(cache)}${q.size ? `?${q}` : ""}`));
   if (values.json) {
     process.stdout.write(`${JSON.stringify(pushes, null, 2)}\n`);
     return;
@@ -67,7 +67,7 @@ export async function cachePurgeCommand(argv: string[]): Promise<void> {
     return;
   }
   const { api, cache } = await resolveRemote(positionals[0], { caFile: values["ca-file"] });
-  const answer = await api.json<PurgeAnswer>("POST", GARRET_PATHS.cachePurge(cache), body);
+  const answer = await api.about(cache, "configureCache", () => api.json<PurgeAnswer>("POST", GARRET_PATHS.cachePurge(cache), body));
   if (values.json) {
     process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
     return;

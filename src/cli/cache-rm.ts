@@ -13,7 +13,7 @@ export async function cacheRmCommand(argv: string[]): Promise<void> {
   const { api, cache } = await resolveRemote(positionals[0], { caFile: values["ca-file"] });
   const path = storePathArg(positionals[1]!);
   const hash = path.split("/").pop()!.slice(0, 32);
-  const answer = await apiJson<{ deleted: string[] }>(api, "DELETE",
+  const answer = await apiJson<{ deleted: string[] }>(api, cache, "DELETE",
     `${GARRET_PATHS.path(cache, hash)}${values.recursive ? "?recursive=true" : ""}`);
   if (values.json) process.stdout.write(`${JSON.stringify(answer)}\n`);
   else for (const p of answer.deleted) process.stdout.write(`✓ Removed ${p} from ${cache}\n`);

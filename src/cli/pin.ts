@@ -5,9 +5,12 @@ import { REMOTE_OPTIONS, resolveRemote } from "./remote.ts";
 import { UsageError } from "./errors.ts";
 import { GARRET_PATHS, type PinsAnswer, type PinView } from "../api/garret.ts";
 
-/** One JSON call to a garret-specific endpoint, with the client's token and TLS trust. */
-export function apiJson<T>(api: ApiClient, method: string, path: string, body?: unknown): Promise<T> {
-  return api.json<T>(method, path, body);
+/**
+ * One JSON call about `cache` to a garret-specific endpoint, with the client's token and TLS trust;
+ * a refusal names the alias, the cache and the permission the server says was missing.
+ */
+export function apiJson<T>(api: ApiClient, cache: string, method: string, path: string, body?: unknown): Promise<T> {
+  return api.about(cache, "any", () => api.json<T>(method, path, body));
 }
 
 /** A store path given as /nix/store/..., or a symlink to one such as ./result. */
@@ -32,7 +35,7 @@ export async function pinCommand(argv: string[]): Promise<void> {
   if (first === "list") {
     if (rest.length !== 1) throw new UsageError(USAGE);
     const { api, cache } = await resolveRemote(rest[0], { caFile });
-    const { pins } = await apiJson<PinsAnswer>(api, "GET", GARRET_PATHS.pins(cache));
+    const { pins } = await apiJson<PinsAnswer>(api, cache, "GET", GARRET_PATHS.pins(cache));
     if (values.json) process.stdout.write(`${JSON.stringify(pins, null, 2)}\n`);
     else if (pins.length === 0) process.stdout.write(`no pins in ${cache}\n`);
     else for (const p of pins) process.stdout.write(`${p.name}\t${p.store_path}\n`);
@@ -41,14 +44,14 @@ export async function pinCommand(argv: string[]): Promise<void> {
   if (first === "remove") {
     if (rest.length !== 2) throw new UsageError(USAGE);
     const { api, cache } = await resolveRemote(rest[0], { caFile });
-    await apiJson(api, "DELETE", GARRET_PATHS.pin(cache, rest[1]!));
+    await apiJson(api, cache, "DELETE", GARRET_PATHS.pin(cache, rest[1]!));
     process.stdout.write(`✓ Removed pin ${rest[1]} from ${cache}\n`);
     return;
   }
   if (positionals.length !== 3) throw new UsageError(USAGE);
   const [spec, name, path] = positionals as [string, string, string];
   const { api, cache } = await resolveRemote(spec, { caFile });
-  const pin = await apiJson<PinView>(api, "PUT", GARRET_PATHS.pin(cache, name), {
+  const pin = await apiJson<PinView>(api, cache, "PUT", GARRET_PATHS.pin(cache, name), {
     store_path: storePathArg(path),
   });
   if (values.json) process.stdout.write(`${JSON.stringify(pin, null, 2)}\n`);

@@ -87,13 +87,14 @@ describe("provenance and purge", () => {
   test("the log is for those who may configure the cache; a private cache looks missing to others", () => {
     const r = run(garretCmd("cache", "log", `local:${cache}`), { env: clients.alice });
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe(`error: Your token lacks configureCache on ${cache}. (Forbidden)`);
+    expect(r.stderr.trim()).toBe(`error: your token for local may not configure ${cache} (it needs a token minted with --configure-cache ${cache} or a pattern matching it)`);
     const other = { XDG_CONFIG_HOME: tempDir("garret-client-") };
     runOk(garretCmd("login", "local", server.url, mintToken(server.dataDir, "--sub", "eve", "--pull", "elsewhere")), { env: other });
     const hidden = run(garretCmd("cache", "log", `local:${cache}`), { env: other });
-    const missing = run(garretCmd("cache", "log", `local:prov-none-${uniqueTag()}`), { env: other });
-    expect(hidden.stderr.trim()).toBe("error: The requested cache does not exist. (NoSuchCache)");
-    expect(missing.stderr.trim()).toBe(hidden.stderr.trim());
+    const none = `prov-none-${uniqueTag()}`;
+    const missing = run(garretCmd("cache", "log", `local:${none}`), { env: other });
+    expect(hidden.stderr.trim()).toBe(`error: cache local:${cache} does not exist on server local (or your token may not see it); garret cache list local shows the caches you can see`);
+    expect(missing.stderr.trim()).toBe(hidden.stderr.trim().replace(cache, none));
   });
 
   test("purging alice: the dry run lists what the purge then removes; stock Nix loses exactly those", () => {
