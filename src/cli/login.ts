@@ -23,6 +23,7 @@ export async function loginCommand(argv: string[]): Promise<void> {
   if (!alias || !url || extra.length > 0) throw new UsageError("usage: garret login ALIAS URL [TOKEN] [--set-default] [--ca-file FILE]");
   if (!/^[A-Za-z0-9_-]+$/.test(alias)) throw new UsageError("ALIAS may contain letters, digits, - and _");
   if (!/^https?:\/\/[^\s]+$/.test(url)) throw new UsageError(`URL must start with http:// or https://, got ${JSON.stringify(url)}`);
+  if (!URL.canParse(url)) throw new UsageError(`URL is not a valid URL: ${JSON.stringify(url)} (e.g. http://cache.example.com:8080)`);
   const caFile = values["ca-file"] ? resolve(values["ca-file"]) : undefined;
   if (caFile && !existsSync(caFile)) throw new UsageError(`--ca-file ${caFile} does not exist`);
 

@@ -46,7 +46,12 @@ async function speaksAttic(endpoint: string, token: string | undefined, caFile: 
 
 /** The URL without its last path segment, when it has one (`http://host/mycache` -> `http://host`). */
 function parentOf(endpoint: string): { parent: string; last: string } | null {
-  const url = new URL(endpoint);
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return null; // not a URL: the probe has said what it could
+  }
   const segments = url.pathname.split("/").filter(Boolean);
   if (segments.length === 0) return null;
   const last = segments.pop()!;

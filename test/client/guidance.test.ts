@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { buildClosure, requireNix, runOk, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { expiredToken } from "../helpers/tokens.ts";
-import { freePort, loginClient, runAsync, runAsyncOk, type Client } from "./helpers.ts";
+import { freePort, inPty, loginClient, runAsync, runAsyncOk, type Client } from "./helpers.ts";
 
 requireNix();
 
@@ -135,6 +135,17 @@ describe("login checks before it saves", () => {
     }
   });
 
+  test("on a terminal, a token typed at the prompt is checked too: refused, not echoed, nothing saved", async () => {
+    const env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
+    const typed = `typo-${tag}-not-a-token`;
+    const r = await inPty(garretCmd("login", "p", server.url), env, [{ waitFor: "Token for", send: `${typed}\r` }]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(`error: ${server.url} refused the token: `);
+    expect(r.out).toContain("nothing was saved");
+    expect(r.out).not.toContain(typed);
+    expect(existsSync(configFile(env))).toBe(false);
+  });
+
   test("a cache's URL is corrected to the server's root, with a note; the saved line says who the token is", async () => {
     const env = { XDG_CONFIG_HOME: tempDir("garret-client-") };
     const token = mintToken(server.dataDir, "--sub", "carol", "--pull", "*");
@@ -143,6 +154,12 @@ describe("login checks before it saves", () => {
     expect(r.stdout).toMatch(new RegExp(`^✓ Saved server c \\(${server.url.replace(/[.]/g, "\\.")}, sub carol, valid until \\d{4}-\\d\\d-\\d\\d\\) to `));
     expect(readFileSync(configFile(env), "utf8")).toContain(`endpoint = "${server.url}"\n`);
     expect((await runAsyncOk(garretCmd("cache", "info", `c:${team}`, "--json"), { env })).stdout).toContain(`"substituter_endpoint"`);
+  });
+
+  test("a URL that does not parse is a usage error in garret's words", async () => {
+    const r = await runAsync(garretCmd("login", "x", "http://[::1", "tok"), { env: { XDG_CONFIG_HOME: tempDir("garret-client-") } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('error: URL is not a valid URL: "http://[::1" (e.g. http://cache.example.com:8080)\n');
   });
 
   test("--no-check saves a server that is not up yet", async () => {
