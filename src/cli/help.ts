@@ -354,6 +354,24 @@ export function helpKeys(command: string, sub?: string): string[] {
   return Object.keys(HELP).filter((k) => k === command || k.startsWith(`${command} `));
 }
 
+/** Lines of at most `columns` characters, each after the first indented by `indent` spaces. */
+function wrap(text: string, indent: number, first: number, columns = 100): string[] {
+  const lines: string[] = [];
+  let line = "";
+  let room = Math.max(30, columns - first);
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > room) {
+      lines.push(line);
+      line = word;
+      room = Math.max(30, columns - indent);
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  lines.push(line);
+  return lines.map((l, i) => (i === 0 ? l : `${" ".repeat(indent)}${l}`));
+}
+
 function pad(text: string, width: number): string {
   return text.length >= width ? `${text}  ` : text.padEnd(width);
 }
@@ -366,7 +384,8 @@ function renderEntry(h: CommandHelp): string {
   lines.push("", "Flags:");
   for (const [flag, about] of flags) {
     const head = `  ${flag}`;
-    lines.push(head.length + 2 > width ? `${head}\n${" ".repeat(width)}${about}` : `${pad(head, width)}${about}`);
+    const text = wrap(about, width, width).join("\n");
+    lines.push(head.length + 2 > width ? `${head}\n${" ".repeat(width)}${text}` : `${pad(head, width)}${text}`);
   }
   return `${lines.join("\n")}\n`;
 }
@@ -380,7 +399,8 @@ export function commandHelp(command: string, sub?: string): string {
 export function overview(version: string): string {
   const section = (group: CommandHelp["group"]) => Object.values(HELP).filter((h) => h.group === group).flatMap((h) => {
     const first = `  garret ${h.usage[0]}`;
-    return first.length > 50 ? [first, `${" ".repeat(53)}${h.about}`] : [`${pad(first, 53)}${h.about}`];
+    const about = wrap(h.about, 8, 8).join("\n");
+    return [first, `${" ".repeat(8)}${about}`];
   });
   return [
     `garret ${version}: a multi-tenant Nix binary cache`,
