@@ -22,6 +22,8 @@ const outDir = dirname(outfile);
 mkdirSync(outDir, { recursive: true });
 for (const f of readdirSync(outDir)) {
   if (/^[\w-]+-[a-z0-9]{8}\.js\.map$/.test(f) || f === `${basename(outfile)}.map`) rmSync(join(outDir, f));
+  // The scratch dir of a build that was killed.
+  if (/^\.build-\w{6}$/.test(f)) rmSync(join(outDir, f), { recursive: true, force: true });
 }
 const scratch = mkdtempSync(join(outDir, ".build-"));
 // The executable never reads a .env or bunfig.toml from wherever it is started: garret's settings
