@@ -69,11 +69,11 @@ const BATCH = 1000;
 export const storePathHash = (path: string): string => path.slice(path.lastIndexOf("/") + 1, path.lastIndexOf("/") + 33);
 
 /** Asks the server which of the closure's paths it lacks, in batches. */
-async function missingOf(api: ApiClient, cache: string, closure: LocalPathInfo[], call: CallOptions): Promise<Set<string>> {
+async function missingOf(api: ApiClient, cache: string, closure: LocalPathInfo[], call: () => CallOptions): Promise<Set<string>> {
   const missing = new Set<string>();
   for (let i = 0; i < closure.length; i += BATCH) {
     const hashes = closure.slice(i, i + BATCH).map((p) => storePathHash(p.path));
-    for (const h of await api.missingPaths(cache, hashes, call)) missing.add(h);
+    for (const h of await api.missingPaths(cache, hashes, call())) missing.add(h);
   }
   return missing;
 }
@@ -173,16 +173,20 @@ export async function push(api: ApiClient, cache: string, paths: string[], opts:
   const ev = opts.events ?? {};
   const jobs = Math.max(1, opts.jobs ?? 4);
   const retry = opts.retry ?? api.retry;
-  // The settings and get-missing-paths calls run side by side: one line per attempt, not per call.
-  let announced = 0;
-  const call: CallOptions = {
-    retry,
-    onRetry: (n, of, err, ms) => {
-      if (n <= announced) return;
-      announced = n;
-      ev.serverRetry?.(api.base, n, of, err, ms);
-    },
+  // Calls that run side by side (the settings and the first get-missing-paths) share one of these:
+  // one line per attempt, not per call. Later batches, one after another, get one each.
+  const announcer = (): CallOptions => {
+    let announced = 0;
+    return {
+      retry,
+      onRetry: (n, of, err, ms) => {
+        if (n <= announced) return;
+        announced = n;
+        ev.serverRetry?.(api.base, n, of, err, ms);
+      },
+    };
   };
+  const call = announcer();
   // The cache's upstream keys are asked for while the closure is read, not after.
   const config = opts.ignoreUpstreamFilter ? null : api.getCache<{ upstream_cache_key_names?: string[] }>(cache, call);
   config?.catch(() => {}); // awaited below; only keeps a closure failure from leaving it unhandled
@@ -190,12 +194,12 @@ export async function push(api: ApiClient, cache: string, paths: string[], opts:
   const unknown = closure.filter((p) => !opts.known?.has(p.path));
   // One request covers the whole closure: ask it while the cache's settings are on the way
   // instead of after (a round trip less); bigger closures ask only about non-upstream paths.
-  const early = unknown.length <= BATCH ? missingOf(api, cache, unknown, call) : null;
+  const early = unknown.length <= BATCH ? missingOf(api, cache, unknown, () => call) : null;
   early?.catch(() => {}); // awaited below
   const upstreamKeys = new Set(config ? (await config).upstream_cache_key_names ?? [] : []);
   const upstream = closure.filter((p) => signedByUpstream(p, upstreamKeys));
   const candidates = unknown.filter((p) => !signedByUpstream(p, upstreamKeys));
-  const missing = await (early ?? missingOf(api, cache, candidates, call));
+  const missing = await (early ?? missingOf(api, cache, candidates, announcer));
   const todo = candidates.filter((p) => missing.has(storePathHash(p.path)));
   if (opts.known) {
     for (const p of upstream) opts.known.add(p.path);
