@@ -43,6 +43,11 @@ export function parseArgs<O extends Record<string, OptionSpec>>(
   config: ParseConfig<O>,
 ): { values: ParsedValues<O>; positionals: string[]; options: OptionToken[] } {
   const { args, options } = config;
+  // For test/appliance/help.test.ts: the flags this command's parser takes, to hold against its help.
+  if (process.env.GARRET_LIST_FLAGS === "1") {
+    process.stdout.write(`${JSON.stringify(Object.keys(options))}\n`);
+    process.exit(0);
+  }
   const strict = config.strict ?? true;
   const values: Record<string, string | boolean | (string | boolean)[]> = Object.create(null);
   const positionals: string[] = [];

@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../helpers/nix.ts";
 import { garretCmd, REPO } from "../helpers/server.ts";
+import { HELP } from "../../src/cli/help.ts";
 
 test("command --help and -h print that command's usage and exit 0", () => {
   for (const [args, usage] of [
@@ -90,6 +91,29 @@ test("every flag the README names for a command is described in that command's -
     if (!new RegExp(`\\n {2}(?:-[a-z], )?${flag}(?![a-z-])[^\\n]*\\S`).test(help)) missing.push(`garret ${key.trim()} ${flag}`);
   }
   expect([...new Set(missing)]).toEqual([]);
+});
+
+/** The long flag names a help entry describes (`-j, --jobs N` -> jobs). */
+const describedFlags = (key: string): string[] =>
+  HELP[key]!.flags.flatMap(([spec]) => spec.split(/[\s,]+/).filter((w) => w.startsWith("--")).map((w) => w.slice(2)));
+
+test("help and parsers agree: every flag a command parses is described, every described flag is parsed", () => {
+  const problems: string[] = [];
+  const byCommand = new Map<string, string[]>();
+  for (const key of Object.keys(HELP)) byCommand.set(key.split(" ")[0]!, [...(byCommand.get(key.split(" ")[0]!) ?? []), key]);
+  for (const [command, keys] of byCommand) {
+    const described = new Set(keys.flatMap(describedFlags));
+    for (const key of keys) {
+      // queue's parser with every flag is its --drain one; the others parse before doing anything.
+      const args = key === "queue" ? ["queue", "--drain"] : key.split(" ");
+      const r = run(garretCmd(...args), { env: { GARRET_LIST_FLAGS: "1" } });
+      const parsed: string[] = r.code === 0 ? JSON.parse(r.stdout) : [];
+      if (r.code !== 0) problems.push(`garret ${key}: ${r.stderr.trim()}`);
+      for (const flag of describedFlags(key)) if (!parsed.includes(flag)) problems.push(`garret ${key} --help describes --${flag}, which it does not take`);
+      for (const flag of parsed) if (flag !== "help" && !described.has(flag)) problems.push(`garret ${command} takes --${flag}, which no help describes`);
+    }
+  }
+  expect([...new Set(problems)]).toEqual([]);
 });
 
 test("a mistyped command or subcommand suggests the nearest one, exit 2", () => {
