@@ -53,6 +53,18 @@ describe("push feedback", () => {
     });
   });
 
+  test("on a terminal too, the retry lines show before any bar is drawn", async () => {
+    const down = await startServer();
+    const downClient = loginClient(down, "gone3");
+    await down.stop();
+    const { top } = wideClosure(uniqueTag(), 1);
+    const r = await inPty(garretCmd("push", "gone3:c", "--retries", "2", top), downClient.env);
+    expect(r.code).toBe(1);
+    const screen = stripAnsi(r.out);
+    expect(screen).toContain(`↻ server ${down.url} unreachable (connection refused); retry 1/2 in `);
+    expect(screen).toContain(`↻ server ${down.url} unreachable (connection refused); retry 2/2 in `);
+  });
+
   test("--json keeps stdout to the summary; the retry lines go to stderr", async () => {
     const down = await startServer();
     const downClient = loginClient(down, "gone2");
