@@ -45,12 +45,15 @@ describe("end to end with stock Nix", () => {
     publicKey = info.public_key;
   });
 
-  test("push uploads the closure, dependencies first", () => {
+  test("push uploads the closure, dependencies first", async () => {
     closure = buildClosure(uniqueTag());
     for (const p of [closure.top, closure.dep]) narBefore[p] = narOf(p);
     const summary = JSON.parse(runOk(garretCmd("push", `local:${cache}`, closure.top, "--json"), { env }));
     expect(summary).toMatchObject({ closure: 2, alreadyCached: 0, uploaded: 2, failed: 0 });
-    expect(server.log().match(/PUT \/_api\/v1\/upload-path 200/g)?.length).toBe(2);
+    // The request line is written once the answer has gone out, so it may land after the push exits.
+    const uploads = () => server.log().match(/PUT \/_api\/v1\/upload-path 200/g)?.length ?? 0;
+    while (uploads() < 2) await Bun.sleep(20);
+    expect(uploads()).toBe(2);
   });
 
   test("a second push uploads nothing", () => {
