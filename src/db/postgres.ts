@@ -128,7 +128,11 @@ const contribution = (r: ContributionRow): dash.PathContribution => ({
 interface Shared {
   writes: number;
   served: Map<string, { nar: ServedNar; at: number; writes: number }>;
+  objects: Map<string, { object: ObjectView; at: number; writes: number }>;
 }
+
+/** A kept object is handed out as a copy: callers may change what they get. */
+const copyObject = (o: ObjectView): ObjectView => ({ ...o, references: [...o.references], sigs: [...o.sigs] });
 const SERVED_MAX = 4096;
 
 /** Thrown inside simulate's transaction to roll it back with the answer. */
@@ -146,7 +150,7 @@ export class DatabaseUnavailable extends Error {}
  */
 export class PostgresMetaStore implements MetaStore {
   private constructor(private readonly root: SQL, private readonly q: Exec, private readonly inTx: boolean,
-    private readonly shared: Shared = { writes: 0, served: new Map() }) {}
+    private readonly shared: Shared = { writes: 0, served: new Map(), objects: new Map() }) {}
 
   static async open(url: string, poolSize = 10): Promise<PostgresMetaStore> {
     const sql = new SQL({ url, max: poolSize, connectionTimeout: 10, idleTimeout: 60 });
@@ -328,7 +332,31 @@ export class PostgresMetaStore implements MetaStore {
     return hashes.filter((h) => !have.has(h));
   }
 
+  /**
+   * Found objects are kept like NAR answers (see Shared): for at most PG_CACHE_RECORD_MS, dropped
+   * by this process's deleting writes, and per path by its commits and signatures here. Misses
+   * are not kept, so a path pushed on another replica is found at once.
+   */
   async getObject(cacheId: number, storePathHash: string): Promise<ObjectView | null> {
+    const key = `${cacheId}:${storePathHash}`;
+    const at = performance.now();
+    const kept = this.shared.objects.get(key);
+    if (kept && kept.writes === this.shared.writes && at - kept.at < PG_CACHE_RECORD_MS) return copyObject(kept.object);
+    const writes = this.shared.writes;
+    const object = await this.readObject(cacheId, storePathHash);
+    if (object && writes === this.shared.writes && !this.inTx) {
+      if (this.shared.objects.size >= SERVED_MAX) this.shared.objects.clear();
+      this.shared.objects.set(key, { object: copyObject(object), at, writes });
+    }
+    return object;
+  }
+
+  /** Drops the kept object of one path (a commit or a signature of it in this process). */
+  static forgetObject(store: PostgresMetaStore, cacheId: number, storePathHash: string): void {
+    store.shared.objects.delete(`${cacheId}:${storePathHash}`);
+  }
+
+  private async readObject(cacheId: number, storePathHash: string): Promise<ObjectView | null> {
     const r = await this.one<{
       cache_id: number; store_path_hash: string; store_path: string; refs: string; system: string | null;
       deriver: string | null; ca: string | null; sigs: string; server_sig: string | null; server_sig_key: string | null;
@@ -889,6 +917,25 @@ for (const name of SERVED_CHANGES) {
       return await method.apply(this, args);
     } finally {
       PostgresMetaStore.changingServed(this, 1);
+    }
+  };
+}
+
+// A commit or a signature of a path changes its object: the kept one goes before and after.
+const PATH_CHANGES: Record<"commitUpload" | "updateServerSig", (args: unknown[]) => [number, string]> = {
+  commitUpload: (args) => { const c = args[0] as UploadCommit; return [c.cache.id, c.object.storePathHash]; },
+  updateServerSig: (args) => [args[0] as number, args[1] as string],
+};
+for (const [name, pathOf] of Object.entries(PATH_CHANGES)) {
+  const proto = PostgresMetaStore.prototype as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const method = proto[name]!;
+  proto[name] = async function (this: PostgresMetaStore, ...args: unknown[]): Promise<unknown> {
+    const [cacheId, hash] = pathOf(args);
+    PostgresMetaStore.forgetObject(this, cacheId, hash);
+    try {
+      return await method.apply(this, args);
+    } finally {
+      PostgresMetaStore.forgetObject(this, cacheId, hash);
     }
   };
 }

@@ -213,32 +213,43 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect((await a.missingPaths(cache.id, Array.from({ length: 10 }, (_, i) => pathHash(i)))).length).toBe(0);
     });
 
-    test("NAR download answers: a push on another replica is served at once, a deletion through this store at once, through another within the bound", async () => {
+    test("NAR download answers and objects: a push on another replica is served at once, a deletion through this store at once, through another within the bound", async () => {
       const url = await fresh();
       const a = await open(url);
       const b = await open(url);
       const cache = await a.createCache(newCache("served"));
       const first = await upload(a, cache, pathHash(1), "s1", 3);
       expect(await b.narToServe(cache.id, first.narHash)).toBeNull();
+      expect(await b.getObject(cache.id, pathHash(1))).toBeNull();
       await a.commitUpload(first);
       // Misses are not kept: B serves what A committed on the next request.
       const served = await b.narToServe(cache.id, first.narHash);
       expect(served).toMatchObject({ narSize: 3000, fileSize: 300, storePathHash: pathHash(1) });
+      expect(await b.getObject(cache.id, pathHash(1))).toMatchObject({ narHash: first.narHash, serverSig: null });
       // Pushes through B itself keep B's answer.
       await b.commitUpload(await upload(b, cache, pathHash(2), "s2", 2));
       expect(await b.narToServe(cache.id, first.narHash)).toEqual(served);
+      // A signature written through B is seen by B at once; what a caller changes is its own.
+      await b.updateServerSig(cache.id, pathHash(1), "sig", "key");
+      const signed = (await b.getObject(cache.id, pathHash(1)))!;
+      expect(signed).toMatchObject({ serverSig: "sig", serverSigKey: "key" });
+      signed.sigs.push("mine");
+      expect((await b.getObject(cache.id, pathHash(1)))!.sigs).toEqual([]);
       // Deleted through B: gone at once on B.
       expect(await b.expireObjects(cache.id, (objects) => objects.filter((o) => o.storePathHash === pathHash(1)).map((o) => o.id))).toBe(1);
       expect(await b.narToServe(cache.id, first.narHash)).toBeNull();
+      expect(await b.getObject(cache.id, pathHash(1))).toBeNull();
       // Deleted through A while B holds an answer: gone on B within PG_CACHE_RECORD_MS.
       const second = await upload(a, cache, pathHash(3), "s3", 2);
       await a.commitUpload(second);
       expect(await b.narToServe(cache.id, second.narHash)).not.toBeNull();
+      expect(await b.getObject(cache.id, pathHash(3))).not.toBeNull();
       const deleted = performance.now();
       expect(await a.expireObjects(cache.id, (objects) => objects.filter((o) => o.storePathHash === pathHash(3)).map((o) => o.id))).toBe(1);
       expect(await a.narToServe(cache.id, second.narHash)).toBeNull();
       await Bun.sleep(Math.max(0, PG_CACHE_RECORD_MS + 50 - (performance.now() - deleted)));
       expect(await b.narToServe(cache.id, second.narHash)).toBeNull();
+      expect(await b.getObject(cache.id, pathHash(3))).toBeNull();
     });
 
     test("one collector at a time across replicas", async () => {

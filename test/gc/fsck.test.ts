@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { buildClosure, deleteClosure, narOf, requireNix, run, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { danglingChunks, openDb, pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
-import { GC_TEST_ENV, narinfoStatus } from "./helpers.ts";
+import { GC_TEST_ENV, narinfoStatus, seenByServers } from "./helpers.ts";
 
 requireNix();
 
@@ -44,6 +44,7 @@ interface FsckReport {
 function fsck(...args: string[]): { code: number; report: FsckReport } {
   const r = run(garretCmd("fsck", "--data", server.dataDir, "--json", ...args));
   if (r.code !== 0 && r.code !== 1) throw new Error(`fsck failed (${r.code}): ${r.stderr}`);
+  seenByServers();
   return { code: r.code, report: JSON.parse(r.stdout) as FsckReport };
 }
 
