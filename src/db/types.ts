@@ -261,24 +261,19 @@ export interface RevocationList {
   subs: Map<string, number>;
 }
 
-export interface MetaStore extends DashboardReads {
-  close(): void;
-  /** One trivial query: resolves when the database answers (readiness probes). */
-  ping(): Promise<void>;
-
-  /** The pushes of a cache, newest first, optionally of one uploader (sub) or one token id. */
-  pushLog(cacheId: number, filter: { sub?: string; tokenId?: string }): Promise<PushRecord[]>;
-  recordAudit(entry: Omit<AuditEntry, "id" | "at">): Promise<void>;
-  /** The audit log, oldest first. */
-  auditLog(): Promise<AuditEntry[]>;
-
+/** Caches: their records, by name or all of them. */
+export interface CacheStore {
   getCache(name: string): Promise<CacheRecord | null>;
   createCache(cache: NewCache): Promise<CacheRecord>;
   /** Changes the cache if it is still the one identified (see CacheIdentity); null when it is gone. */
   updateCache(cache: CacheIdentity, patch: CachePatch): Promise<CacheRecord | null>;
   /** Destroys the cache if it is still the one identified; false when it is gone. */
   deleteCache(cache: CacheIdentity): Promise<boolean>;
+  listCaches(): Promise<CacheRecord[]>;
+}
 
+/** Serving: what narinfo, NAR downloads and get-missing-paths read, and the access times they record. */
+export interface ServingStore {
   /**
    * Of the given store path hashes, those the cache does not hold, in one (or a few) statements.
    * With `touchAt`, the held ones last accessed before `staleBefore` (default: all of them) are
@@ -293,27 +288,30 @@ export interface MetaStore extends DashboardReads {
   narToServe(cacheId: number, narHash: string): Promise<ServedNar | null>;
   updateServerSig(cacheId: number, storePathHash: string, sig: string, key: string): Promise<void>;
   touchObjects(cacheId: number, storePathHashes: string[], at: number): Promise<void>;
+}
 
+/** Ingest: chunk and NAR lookups of an upload, its packs, its lease, and its commit. */
+export interface IngestStore {
   /** A valid chunk with this hash, or null (absent, or marked damaged). */
   findChunk(hash: string): Promise<IndexedChunk | null>;
   /** The valid chunks among these hashes, in one statement (an upload asks for each piece's chunks at once). */
   findChunks(hashes: string[]): Promise<Map<string, IndexedChunk>>;
   findNar(narHash: string): Promise<NarRecord | null>;
   narChunks(narId: number): Promise<ChunkLocation[]>;
-
   /** Records a pack before any byte is written, so a crash leaves a trace for the collector. */
   createPendingPack(storageKey: string): Promise<number>;
   /** Removes the record of a pack whose upload failed and whose bytes were deleted. */
   forgetPack(packId: number): Promise<void>;
   /** Makes an upload visible, atomically. Returns the NAR id and whether it already existed. */
   commitUpload(commit: UploadCommit): Promise<{ narId: number; narExisted: boolean }>;
-
-  // --- Garbage collection (issue 5). Safety rules are explained in src/gc/collect.ts.
-  listCaches(): Promise<CacheRecord[]>;
   /** Registers an upload in flight; returns its lease id. */
   acquireUploadLease(now: number, ttlSeconds: number): Promise<number>;
   renewUploadLease(id: number, now: number, ttlSeconds: number): Promise<void>;
   releaseUploadLease(id: number): Promise<void>;
+}
+
+/** Garbage collection (issue 5). Safety rules are explained in src/gc/collect.ts. */
+export interface GcStore {
   /** Start time of the oldest upload still in flight, or null. */
   oldestLiveLease(now: number): Promise<number | null>;
   /** Takes (or renews) the collector lock; false when another live holder has it. */
@@ -349,19 +347,25 @@ export interface MetaStore extends DashboardReads {
   packLiveChunks(packId: number): Promise<PackChunk[]>;
   /** Seals the new pack and points the moved chunks at it, where they still point at the old one. */
   relocateChunks(newPack: { id: number; size: number }, fromPackId: number, moves: ChunkMove[]): Promise<number>;
+}
 
-  // Pins and deletion
+/** Pins. */
+export interface PinStore {
   /** Pins a path the cache holds at the moment of the write; null when it holds no such path. */
   addPin(cacheId: number, pin: Omit<PinRecord, "createdAt">): Promise<PinRecord | null>;
   listPins(cacheId: number): Promise<PinRecord[]>;
   removePin(cacheId: number, name: string): Promise<boolean>;
+}
 
-  // fsck
+/** fsck: what it checks, and the damage it records. */
+export interface FsckStore {
   visibleObjects(): Promise<VisibleObject[]>;
   /** Marks chunks damaged and every NAR using them damaged (hidden); returns the NARs marked. */
   markChunksDamaged(chunkIds: number[]): Promise<number>;
+}
 
-  // token registry
+/** The token registry and revocations. */
+export interface TokenStore {
   recordToken(token: Omit<TokenRecord, "revokedAt">): Promise<void>;
   listTokens(): Promise<TokenRecord[]>;
   /** Revokes one id (false if unknown); already revoked stays revoked at its first time. */
@@ -369,6 +373,25 @@ export interface MetaStore extends DashboardReads {
   /** Revokes a sub: every token of it issued up to `at`, registered or not; returns registered ones revoked. */
   revokeSub(sub: string, at: number): Promise<number>;
   revocations(): Promise<RevocationList>;
+}
+
+/** Provenance and the audit log. */
+export interface AuditStore {
+  /** The pushes of a cache, newest first, optionally of one uploader (sub) or one token id. */
+  pushLog(cacheId: number, filter: { sub?: string; tokenId?: string }): Promise<PushRecord[]>;
+  recordAudit(entry: Omit<AuditEntry, "id" | "at">): Promise<void>;
+  /** The audit log, oldest first. */
+  auditLog(): Promise<AuditEntry[]>;
+}
+
+/**
+ * The whole metadata store: every role above (callers take the narrowest one they need), on
+ * SQLite (src/db/sqlite.ts) or PostgreSQL (src/db/postgres.ts), opened by openMetaStore.
+ */
+export interface MetaStore extends CacheStore, ServingStore, IngestStore, GcStore, PinStore, FsckStore, TokenStore, AuditStore, DashboardReads {
+  close(): void;
+  /** One trivial query: resolves when the database answers (readiness probes). */
+  ping(): Promise<void>;
 }
 
 // --- Dashboard reads (issue 14). Plain SQL shared by both engines: src/db/dashboard-sql.ts.

@@ -1,4 +1,4 @@
-import type { MetaStore } from "../db/types.ts";
+import type { ServingStore } from "../db/types.ts";
 import { nowSeconds } from "./config.ts";
 
 /**
@@ -10,7 +10,7 @@ export class AccessTracker {
   private pending = new Map<number, Set<string>>();
   private timer: ReturnType<typeof setInterval> | null = null;
 
-  constructor(private readonly meta: MetaStore, private readonly intervalSeconds: number) {}
+  constructor(private readonly meta: ServingStore, private readonly intervalSeconds: number) {}
 
   start(): void {
     if (this.timer || this.intervalSeconds <= 0) return;
