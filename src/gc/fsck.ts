@@ -1,4 +1,4 @@
-import type { ChunkLocation, MetaStore } from "../db/types.ts";
+import type { ChunkLocation, FsckStore, IngestStore } from "../db/types.ts";
 import type { Storage } from "../store/storage.ts";
 import { decompressChunk } from "../store/compression.ts";
 
@@ -25,7 +25,7 @@ export interface FsckOptions {
  * With `repair`, damaged chunks are marked so, and every NAR using one becomes hidden: clients
  * fall back to other substituters, pushers are told the path is missing, and a re-push heals it.
  */
-export async function fsck(deps: { meta: MetaStore; storage: Storage }, opts: FsckOptions): Promise<FsckReport> {
+export async function fsck(deps: { meta: FsckStore & Pick<IngestStore, "narChunks">; storage: Storage }, opts: FsckOptions): Promise<FsckReport> {
   const { meta, storage } = deps;
   const objects = await meta.visibleObjects();
   const chunks = new Map<number, ChunkLocation>();

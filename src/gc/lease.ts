@@ -1,4 +1,4 @@
-import type { MetaStore } from "../db/types.ts";
+import type { IngestStore } from "../db/types.ts";
 import { nowSeconds, uploadLeaseTtl } from "./config.ts";
 
 /**
@@ -25,7 +25,7 @@ const JOIN_SECONDS = 1;
 class LeasePool {
   private current: Lease | null = null;
 
-  constructor(private readonly meta: MetaStore, private readonly ttl: number) {}
+  constructor(private readonly meta: IngestStore, private readonly ttl: number) {}
 
   private join(): Lease {
     const now = nowSeconds();
@@ -68,7 +68,7 @@ class LeasePool {
   }
 }
 
-const pools = new WeakMap<MetaStore, Map<number, LeasePool>>();
+const pools = new WeakMap<IngestStore, Map<number, LeasePool>>();
 
 // Read once per second at most, not from the environment on every upload.
 let ttlCache: { value: number; at: number } | null = null;
@@ -79,7 +79,7 @@ function defaultTtl(): number {
 }
 
 /** Runs an upload under a live upload lease (shared with the uploads that started just before it). */
-export async function withUploadLease<T>(meta: MetaStore, fn: () => Promise<T>, ttl = defaultTtl()): Promise<T> {
+export async function withUploadLease<T>(meta: IngestStore, fn: () => Promise<T>, ttl = defaultTtl()): Promise<T> {
   let byTtl = pools.get(meta);
   if (!byTtl) pools.set(meta, (byTtl = new Map()));
   let pool = byTtl.get(ttl);
