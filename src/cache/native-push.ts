@@ -6,7 +6,7 @@ import { NixFormatError } from "../nix/errors.ts";
 import { signFingerprint } from "../nix/signing.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
 import { CacheChanged, type CacheRecord } from "../db/types.ts";
-import { DecodeError, decodeContent } from "../store/compression.ts";
+import { DecodeError, decodeContent, decodeWhole } from "../store/compression.ts";
 import { discardStaged, ingestNar, UploadRejected, type StagedNar } from "../store/ingest.ts";
 import { StorageError } from "../store/storage.ts";
 import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
@@ -60,8 +60,11 @@ export class NativePush {
     return claimsOf(caller)?.sub ?? "";
   }
 
-  /** `PUT /<cache>/nar/<filehash>.nar[.ext]`. */
-  async putNar(caller: Caller, cacheName: string, file: string, body: AsyncIterable<Uint8Array>): Promise<void> {
+  /**
+   * `PUT /<cache>/nar/<filehash>.nar[.ext]`. `body` is the whole body when the route read it in
+   * one go (a small one): then it is hashed and decoded in one call each.
+   */
+  async putNar(caller: Caller, cacheName: string, file: string, body: Uint8Array | AsyncIterable<Uint8Array>): Promise<void> {
     const cache = await authorize(this.g, caller, cacheName, "push");
     const m = NAR_PUT.exec(file);
     if (!m) throw bad("InvalidNarInfo", `${file} is not a NAR file name (<nix-base32 sha256>.nar[.xz|.zst|.bz2|.br])`);
@@ -78,12 +81,6 @@ export class NativePush {
     if (room <= 0) throw quotaExceeded(this.limits.stagingQuota);
 
     const fileHasher = new Bun.CryptoHasher("sha256");
-    async function* hashed(): AsyncGenerator<Uint8Array> {
-      for await (const b of body) {
-        fileHasher.update(b);
-        yield b;
-      }
-    }
     const check = (): void => {
       const actual = fileHasher.digest() as Uint8Array;
       if (!Buffer.from(actual).equals(Buffer.from(claimed))) {
@@ -92,7 +89,18 @@ export class NativePush {
     };
     let nar: StagedNar;
     try {
-      nar = await ingestNar(this.g, decodeContent(hashed(), encoding, room), { narHash: null, narSize: null, maxSize: room, check }, this.g.ingest);
+      let decoded: AsyncIterable<Uint8Array>;
+      if (body instanceof Uint8Array) {
+        fileHasher.update(body);
+        check();
+        const whole = decodeWhole(body, encoding, Math.min(room, this.g.ingest.sharedPackBelow));
+        decoded = whole ? once(whole) : decodeContent(once(body), encoding, room);
+      } else {
+        decoded = decodeContent(hashing(body, fileHasher), encoding, room);
+      }
+      nar = await ingestNar(this.g, decoded, {
+        narHash: null, narSize: null, maxSize: room, check: body instanceof Uint8Array ? undefined : check, lateSeal: true,
+      }, this.g.ingest);
     } catch (err) {
       throw asUploadError(err, this.limits.stagingQuota);
     }
@@ -174,6 +182,9 @@ export class NativePush {
     }));
     this.drop(k, s);
     try {
+      await s.nar.durable.catch((err) => {
+        throw asUploadError(err, this.limits.stagingQuota);
+      });
       await this.g.meta.commitUpload({
         packs: s.nar.packs, newChunks: s.nar.newChunks, chunkHashes: s.nar.chunkHashes,
         narHash: s.nar.narHash, narSize: s.nar.narSize, cache,
@@ -191,6 +202,18 @@ export class NativePush {
       if (err instanceof CacheChanged) throw noSuchCache();
       throw err;
     }
+  }
+}
+
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  if (bytes.length > 0) yield bytes;
+}
+
+/** The body as it streams by, fed to `hasher` on the way. */
+async function* hashing(body: AsyncIterable<Uint8Array>, hasher: Bun.CryptoHasher): AsyncGenerator<Uint8Array> {
+  for await (const b of body) {
+    hasher.update(b);
+    yield b;
   }
 }
 

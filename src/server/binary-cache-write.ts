@@ -4,7 +4,7 @@ import type { Garret } from "../cache/context.ts";
 import { authorize } from "../cache/access.ts";
 import { NativePush } from "../cache/native-push.ts";
 import { callerOf } from "./auth.ts";
-import { uploadBody } from "./body.ts";
+import { uploadBody, wholeBody } from "./body.ts";
 import { infoOf } from "./request-log.ts";
 import { putSideFile } from "../cache/side-files.ts";
 
@@ -35,7 +35,7 @@ export function binaryCacheWriteRoutes(g: Garret, push: NativePush = new NativeP
     })
     .put("/:cache/nar/:file", async ({ request, params }) => {
       const caller = await callerOf(g, request);
-      await push.putNar(caller, params.cache, params.file, await uploadBody(request));
+      await push.putNar(caller, params.cache, params.file, (await wholeBody(request)) ?? await uploadBody(request));
       return new Response(null, { status: 204 });
     })
     .put("/:cache/:file", async ({ request, params }) => {

@@ -53,6 +53,13 @@ const SMALL_BODY = 1024 * 1024;
  * one native call: streaming it cost a promise round trip per piece, a noticeable share of a
  * small upload's server time. Bigger ones stream, so memory stays bounded.
  */
+/** A small body with a known length, read in one native call; null for any other (stream it with uploadBody). */
+export async function wholeBody(request: Request): Promise<Uint8Array | null> {
+  const length = Number(request.headers.get("content-length") ?? NaN);
+  if (!request.body || !(Number.isSafeInteger(length) && length >= 0 && length <= SMALL_BODY)) return null;
+  return request.bytes();
+}
+
 export async function uploadBody(request: Request): Promise<AsyncIterable<Uint8Array>> {
   const length = Number(request.headers.get("content-length") ?? NaN);
   if (!request.body) return once(new Uint8Array(0));

@@ -50,6 +50,12 @@ export interface Expected {
   narSize: number | null;
   maxSize: number;
   check?: () => Promise<void> | void;
+  /**
+   * Return once the NAR is measured, before its packs are durable (`StagedNar.durable` says when
+   * they are): a native PUT's NAR is only staged, and its narinfo's commit awaits that, so the
+   * fsync overlaps the client's round trip to send the narinfo.
+   */
+  lateSeal?: boolean;
 }
 
 /** A NAR whose bytes are durable in storage but not yet visible in any cache. */
@@ -63,6 +69,11 @@ export interface StagedNar {
   dedupBytes: number;
   /** Compressed bytes this upload added to storage. */
   storedBytes: number;
+  /**
+   * Settles once `packs` are durable and `newChunks` have their final place (already, unless
+   * `lateSeal`); rejects when storage failed, and then nothing of this NAR is kept.
+   */
+  durable: Promise<void>;
 }
 
 const toHex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
@@ -207,8 +218,50 @@ export async function ingestNar(
   expected: Expected,
   opts: IngestOptions,
 ): Promise<StagedNar> {
-  // Measuring (nothing claimed, a native PUT): the size is unknown until the end, so the NAR is
-  // chunked and written to packs of its own, and whatever it hashes to is what it is.
+  if (expected.narSize !== null) return ingestSized(deps, body, expected, opts);
+  // Measuring (nothing claimed, a native PUT): whatever the NAR hashes to is what it is. A small
+  // one is read whole first and then takes the path of a claimed size, so it shares packs (one
+  // fsync for the uploads finishing together, not a pack file and a pack record each) and is cut
+  // into the same chunks as the same NAR sent through upload-path. A larger one streams on.
+  const head = await readHead(body, Math.min(opts.sharedPackBelow, expected.maxSize));
+  if (head.rest === null) return ingestSized(deps, once(head.pieces), { ...expected, narSize: head.size }, opts);
+  return ingestSized(deps, head.rest, expected, opts);
+}
+
+/** The first pieces of a body, up to `max` bytes: all of it (`rest` null), or those and a body that replays them. */
+async function readHead(body: AsyncIterable<Uint8Array>, max: number): Promise<{ pieces: Uint8Array[]; size: number; rest: AsyncIterable<Uint8Array> | null }> {
+  const it = body[Symbol.asyncIterator]();
+  const pieces: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return { pieces, size, rest: null };
+    pieces.push(r.value);
+    size += r.value.length;
+    if (size > max) break;
+  }
+  async function* rest(): AsyncGenerator<Uint8Array> {
+    yield* pieces;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  return { pieces, size, rest: rest() };
+}
+
+async function* once(pieces: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  yield* pieces;
+}
+
+async function ingestSized(
+  deps: { storage: Storage; meta: MetaStore },
+  body: AsyncIterable<Uint8Array>,
+  expected: Expected,
+  opts: IngestOptions,
+): Promise<StagedNar> {
+  // Still measuring here (a large native PUT): chunked and written to packs of its own.
   const limit = expected.narSize ?? expected.maxSize;
   const sink: ChunkSink = expected.narSize !== null && expected.narSize <= opts.sharedPackBelow
     ? new SharedPackSink(packBatcherFor(deps.storage, deps.meta, opts.packSizeLimit))
@@ -304,8 +357,6 @@ export async function ingestNar(
       await handleChunk(nar, true, toHex(actual));
     }
     while (inflight.length > 0) await flushOne();
-    await sink.seal();
-    sink.place(newChunks);
   } catch (err) {
     await Promise.allSettled(inflight.map((j) => j.compressed));
     await sink.discard();
@@ -313,8 +364,25 @@ export async function ingestNar(
     throw err;
   }
 
+  const seal = async (): Promise<void> => {
+    try {
+      await sink.seal();
+      sink.place(newChunks);
+    } catch (err) {
+      await sink.discard();
+      throw err;
+    }
+  };
+  let durable: Promise<void>;
+  if (expected.lateSeal) {
+    durable = seal();
+    durable.catch(() => {}); // whoever commits awaits it and sees the failure; nobody else must
+  } else {
+    await seal();
+    durable = Promise.resolve();
+  }
   return {
-    narHash: narHashHex, narSize, chunkHashes, newChunks, packs: sink.packs, dedupBytes, storedBytes,
+    narHash: narHashHex, narSize, chunkHashes, newChunks, packs: sink.packs, dedupBytes, storedBytes, durable,
   };
 }
 
@@ -338,5 +406,7 @@ async function forgetPacks(storage: Storage, meta: MetaStore, packs: { id: numbe
  * uploads may commit into it, and if none does the collector takes it.
  */
 export async function discardStaged(deps: { storage: Storage; meta: MetaStore }, staged: StagedNar): Promise<void> {
+  // A seal still running would leave its pack behind; a failed one has discarded its packs itself.
+  if (!(await staged.durable.then(() => true, () => false))) return;
   await forgetPacks(deps.storage, deps.meta, staged.packs.filter((p) => !p.shared));
 }
