@@ -19,7 +19,9 @@ export type ErrorCode =
   | "InvalidEncoding"
   | "StagingQuotaExceeded"
   | "StorageError"
-  | "ObjectInUse";
+  | "ObjectInUse"
+  | "PathExists"
+  | "InvalidSignature";
 
 export class GarretError extends Error {
   constructor(readonly code: ErrorCode, message: string) {
@@ -46,4 +48,6 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   StagingQuotaExceeded: 413,
   StorageError: 503,
   ObjectInUse: 409,
+  PathExists: 409,
+  InvalidSignature: 400,
 };

@@ -1,18 +1,18 @@
 import { GarretError } from "../errors.ts";
 import { decodeBase32, encodeBase32 } from "../nix/base32.ts";
 import { formatNixBase32, parseSha256 } from "../nix/hash.ts";
-import { parseNarInfo } from "../nix/narinfo.ts";
+import { parseNarInfo, type NarInfo } from "../nix/narinfo.ts";
 import { NixFormatError } from "../nix/errors.ts";
-import { signFingerprint } from "../nix/signing.ts";
+import { isWellFormedSignature, signFingerprint } from "../nix/signing.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
-import { CacheChanged, type CacheRecord } from "../db/types.ts";
+import { CacheChanged, type CacheRecord, type ObjectView } from "../db/types.ts";
 import { DecodeError, decodeContent, decodeWhole } from "../store/compression.ts";
 import { discardStaged, ingestNar, UploadRejected, type StagedNar } from "../store/ingest.ts";
 import { StorageError } from "../store/storage.ts";
 import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { cacheKey } from "./keys.ts";
-import { objectFingerprint } from "./paths.ts";
+import { objectFingerprint, servedNarInfo } from "./paths.ts";
 import { tokenIdOf, type PushOrigin } from "./upload.ts";
 
 /** `[upload]` settings: how much a token may hold staged, and for how long. */
@@ -145,6 +145,31 @@ export class NativePush {
     for (const k of [...this.staged.keys()]) this.expire(k);
   }
 
+  /**
+   * A narinfo PUT for a path the cache holds and no NAR staged: what `nix store sign --store URL`
+   * sends (the narinfo it was served, plus its signature). Taken only when nothing but Sig lines
+   * differ from what the path is served as; the new ones are kept as extra signatures. One under
+   * the cache's own key name must be the cache's own signature: nobody else signs for the cache.
+   */
+  private async addSignatures(cache: CacheRecord, o: ObjectView, info: NarInfo): Promise<void> {
+    const served = await servedNarInfo(this.g, cache, o);
+    const changed = changedFields(info, served);
+    if (changed.length > 0) {
+      throw new GarretError("PathExists", `${o.storePath} is already in cache ${cache.name} and a narinfo PUT may only add signatures; it changes ${changed.join(", ")}`);
+    }
+    const { publicKey } = cacheKey(cache);
+    const ownName = publicKey.slice(0, publicKey.indexOf(":"));
+    const added = info.sigs.filter((sig) => !served.sigs.includes(sig));
+    for (const sig of added) {
+      if (sig.startsWith(`${ownName}:`)) throw new GarretError("InvalidSignature", `${sig.slice(0, 40)}… claims the cache's own key ${ownName} but is not its signature`);
+      if (!isWellFormedSignature(sig)) throw new GarretError("InvalidSignature", `Sig ${sig.slice(0, 40)}… is not <key name>:<base64 of a 64-byte ed25519 signature>`);
+    }
+    if (added.length === 0) return;
+    const extra = [...o.sigs, ...added];
+    if (extra.length > MAX_EXTRA_SIGS) throw new GarretError("InvalidSignature", `a path keeps at most ${MAX_EXTRA_SIGS} signatures besides the cache's own`);
+    await this.g.meta.setExtraSigs(cache.id, o.storePathHash, extra);
+  }
+
   /** `PUT /<cache>/<hash>.narinfo`: validated against its staged NAR, then published. */
   async putNarInfo(caller: Caller, cacheName: string, hashPart: string, text: string, origin: PushOrigin = { client: null }): Promise<void> {
     const cache = await authorize(this.g, caller, cacheName, "push");
@@ -161,7 +186,12 @@ export class NativePush {
     const urlFile = /^nar\/([^/]+)$/.exec(info.url)?.[1];
     const k = urlFile ? this.key(cache, urlFile) : "";
     const s = this.staged.get(k);
-    if (!s) throw bad("NoSuchObject", `URL ${info.url} names no NAR staged for this cache`);
+    if (!s) {
+      // `nix store sign --store URL` sends back the narinfo it was served, with its Sig added.
+      const existing = await this.g.meta.getObject(cache.id, hashPart);
+      if (existing) return this.addSignatures(cache, existing, info);
+      throw bad("NoSuchObject", `URL ${info.url} names no NAR staged for this cache`);
+    }
     const narHash = Buffer.from(parseSha256(info.narHash)).toString("hex");
     if (narHash !== s.nar.narHash) {
       throw new GarretError("HashMismatch", `NarHash ${info.narHash} is not the staged NAR's sha256:${formatNixBase32(Buffer.from(s.nar.narHash, "hex"))}`);
@@ -205,6 +235,24 @@ export class NativePush {
   }
 }
 
+/** What differs between a narinfo PUT for a stored path and what the path is served as, Sig aside. */
+function changedFields(sent: NarInfo, served: NarInfo): string[] {
+  const same: Record<string, boolean> = {
+    StorePath: sent.storePath === served.storePath,
+    URL: sent.url === served.url,
+    Compression: sent.compression === served.compression,
+    FileHash: sent.fileHash === undefined || sent.fileHash === served.fileHash,
+    FileSize: sent.fileSize === undefined || sent.fileSize === served.fileSize,
+    NarHash: sent.narHash === served.narHash,
+    NarSize: sent.narSize === served.narSize,
+    References: [...sent.references].sort().join(" ") === [...served.references].sort().join(" "),
+    Deriver: unchanged(sent.deriver, served.deriver),
+    System: unchanged(sent.system, served.system),
+    CA: unchanged(sent.ca, served.ca),
+  };
+  return Object.keys(same).filter((k) => !same[k]);
+}
+
 async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   if (bytes.length > 0) yield bytes;
 }
@@ -216,6 +264,11 @@ async function* hashing(body: AsyncIterable<Uint8Array>, hasher: Bun.CryptoHashe
     yield b;
   }
 }
+
+/** Extra signatures a path may carry: `nix store sign` by a few keys, not an unbounded list. */
+const MAX_EXTRA_SIGS = 16;
+
+const unchanged = (a: string | undefined, b: string | undefined): boolean => (a ?? "") === (b ?? "");
 
 const quotaExceeded = (quota: number): GarretError => new GarretError("StagingQuotaExceeded",
   `this NAR does not fit in the token's staging quota of ${quota} bytes; publish staged NARs with their narinfos or wait for them to expire`);

@@ -1,7 +1,7 @@
 import { GarretError } from "../errors.ts";
 import { encodeBase32, decodeBase32 } from "../nix/base32.ts";
 import { formatNixBase32 } from "../nix/hash.ts";
-import { renderNarInfo } from "../nix/narinfo.ts";
+import { renderNarInfo, type NarInfo } from "../nix/narinfo.ts";
 import { fingerprint, signFingerprint } from "../nix/signing.ts";
 import { cacheKey } from "./keys.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
@@ -74,8 +74,13 @@ export async function narInfo(g: Garret, caller: Caller, cacheName: string, stor
   const o = await g.meta.getObject(cache.id, storePathHash);
   if (!o) throw noSuchObject();
   g.access?.record(cache.id, o.storePathHash);
+  return renderNarInfo(await servedNarInfo(g, cache, o));
+}
+
+/** The narinfo a path of this cache is served with (also what `nix store sign` sends back, plus its Sig). */
+export async function servedNarInfo(g: Garret, cache: CacheRecord, o: ObjectView): Promise<NarInfo> {
   const sig = await serverSignature(g, cache, o);
-  return renderNarInfo({
+  return {
     storePath: o.storePath,
     url: `nar/${narFileName(o)}`,
     compression: servedCompression(o.compression),
@@ -88,7 +93,7 @@ export async function narInfo(g: Garret, caller: Caller, cacheName: string, stor
     system: o.system ?? undefined,
     sigs: [sig, ...o.sigs.filter((s) => s !== sig)],
     ca: o.ca ?? undefined,
-  });
+  };
 }
 
 const NAR_FILE = /^([0-9a-df-np-sv-z]{52})(\.nar(?:\.zst|\.br|\.xz)?)$/;

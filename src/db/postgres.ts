@@ -411,6 +411,10 @@ export class PostgresMetaStore implements MetaStore {
       [sig, key, cacheId, storePathHash]);
   }
 
+  async setExtraSigs(cacheId: number, storePathHash: string, sigs: string[]): Promise<void> {
+    await this.run("UPDATE objects SET sigs = $1 WHERE cache_id = $2 AND store_path_hash = $3", [JSON.stringify(sigs), cacheId, storePathHash]);
+  }
+
   async touchObjects(cacheId: number, hashes: string[], at: number): Promise<void> {
     if (hashes.length === 0) return;
     await this.run("UPDATE objects SET last_accessed_at = $1 WHERE cache_id = $2 AND store_path_hash = ANY($3::text[])",
@@ -922,9 +926,10 @@ for (const name of SERVED_CHANGES) {
 }
 
 // A commit or a signature of a path changes its object: the kept one goes before and after.
-const PATH_CHANGES: Record<"commitUpload" | "updateServerSig", (args: unknown[]) => [number, string]> = {
+const PATH_CHANGES: Record<"commitUpload" | "updateServerSig" | "setExtraSigs", (args: unknown[]) => [number, string]> = {
   commitUpload: (args) => { const c = args[0] as UploadCommit; return [c.cache.id, c.object.storePathHash]; },
   updateServerSig: (args) => [args[0] as number, args[1] as string],
+  setExtraSigs: (args) => [args[0] as number, args[1] as string],
 };
 for (const [name, pathOf] of Object.entries(PATH_CHANGES)) {
   const proto = PostgresMetaStore.prototype as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;

@@ -171,6 +171,7 @@ export class SqliteMetaStore implements MetaStore {
         JOIN nar_chunks nc ON nc.nar_id = n.id ${CHUNK_JOINS}
         WHERE n.nar_hash = ?2 AND n.state = 'valid' ORDER BY nc.seq`),
       updateSig: q("UPDATE objects SET server_sig = ?, server_sig_key = ? WHERE cache_id = ? AND store_path_hash = ?"),
+      setSigs: q("UPDATE objects SET sigs = ? WHERE cache_id = ? AND store_path_hash = ?"),
       touch: q("UPDATE objects SET last_accessed_at = ? WHERE cache_id = ? AND store_path_hash = ?"),
       findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
           c.stored_size AS storedSize
@@ -410,6 +411,11 @@ export class SqliteMetaStore implements MetaStore {
 
   async updateServerSig(cacheId: number, storePathHash: string, sig: string, key: string): Promise<void> {
     this.stmt.updateSig!.run(sig, key, cacheId, storePathHash);
+  }
+
+  async setExtraSigs(cacheId: number, storePathHash: string, sigs: string[]): Promise<void> {
+    this.stmt.setSigs!.run(JSON.stringify(sigs), cacheId, storePathHash);
+    this.checkpointer?.committed();
   }
 
   async touchObjects(cacheId: number, hashes: string[], at: number): Promise<void> {

@@ -287,6 +287,8 @@ export interface ServingStore {
   /** For a NAR download: a valid NAR with this hash that an object of this cache uses, and its chunks in order. */
   narToServe(cacheId: number, narHash: string): Promise<ServedNar | null>;
   updateServerSig(cacheId: number, storePathHash: string, sig: string, key: string): Promise<void>;
+  /** Replaces a path's extra signatures (those besides the server's own), e.g. after `nix store sign`. */
+  setExtraSigs(cacheId: number, storePathHash: string, sigs: string[]): Promise<void>;
   touchObjects(cacheId: number, storePathHashes: string[], at: number): Promise<void>;
 }
 

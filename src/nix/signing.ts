@@ -118,6 +118,17 @@ export async function signFingerprint(k: SecretKey, fp: string): Promise<string>
   return `${k.name}:${encodeBase64(new Uint8Array(cryptoSign(null, enc.encode(fp), key)))}`;
 }
 
+/** `<key name>:<base64>` whose base64 is exactly an ed25519 signature's 64 bytes. */
+export function isWellFormedSignature(sig: string): boolean {
+  const colon = sig.indexOf(":");
+  if (colon <= 0 || sig.length > 1024 || /\s/.test(sig)) return false;
+  try {
+    return decodeBase64Strict(sig.slice(colon + 1), "signature").length === 64;
+  } catch {
+    return false;
+  }
+}
+
 /** A malformed signature is simply not a valid one: false, never an exception. */
 export async function verifySignature(keys: PublicKey[], fp: string, sig: string): Promise<boolean> {
   const colon = sig.indexOf(":");
