@@ -235,6 +235,9 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect(signed).toMatchObject({ serverSig: "sig", serverSigKey: "key" });
       signed.sigs.push("mine");
       expect((await b.getObject(cache.id, pathHash(1)))!.sigs).toEqual([]);
+      // Extra signatures (nix store sign) written through B are seen by B at once.
+      await b.setExtraSigs(cache.id, pathHash(1), ["k-1:c2ln"]);
+      expect((await b.getObject(cache.id, pathHash(1)))!.sigs).toEqual(["k-1:c2ln"]);
       // Deleted through B: gone at once on B.
       expect(await b.expireObjects(cache.id, (objects) => objects.filter((o) => o.storePathHash === pathHash(1)).map((o) => o.id))).toBe(1);
       expect(await b.narToServe(cache.id, first.narHash)).toBeNull();
