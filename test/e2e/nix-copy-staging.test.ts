@@ -71,6 +71,8 @@ describe("staging", () => {
     expect((await fetch(`${server.url}/st-a/nar/${name}`, { method: "HEAD", headers: auth() })).status).toBe(200);
     // Staged is private to that cache.
     expect((await fetch(`${server.url}/st-b/nar/${name}`, { method: "HEAD", headers: auth() })).status).toBe(404);
+    // Its pack is written just after the PUT answers (the narinfo's commit waits for it).
+    for (let i = 0; i < 200 && storageFiles(server.dataDir).length <= before; i++) await Bun.sleep(25);
     expect(storageFiles(server.dataDir).length).toBeGreaterThan(before);
     await Bun.sleep(TTL_SECONDS * 1000 + 1500); // waits out the TTL under test; asserts no duration
     expect((await fetch(`${server.url}/st-a/nar/${name}`, { method: "HEAD", headers: auth() })).status).toBe(404);
