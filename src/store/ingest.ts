@@ -375,7 +375,9 @@ async function ingestSized(
   };
   let durable: Promise<void>;
   if (expected.lateSeal) {
-    durable = seal();
+    // Started on the next turn: the pack record and the file's writes run on this thread, and
+    // the PUT's answer should go out before them, not after.
+    durable = new Promise<void>((resolve) => setImmediate(resolve)).then(seal);
     durable.catch(() => {}); // whoever commits awaits it and sees the failure; nobody else must
   } else {
     await seal();
