@@ -114,11 +114,35 @@ export class NativePush {
     this.staged.set(k, entry);
   }
 
-  /** Whether `nar/<file>` is staged for this cache (HEAD answers 200 so Nix skips the PUT). */
+  /**
+   * Whether `nar/<file>` is staged for this cache, or is a plain NAR (`<NarHash>.nar`, whose file
+   * hash is the NAR hash) that a path of this cache already uses: HEAD answers 200 so Nix skips
+   * the PUT, and the narinfo naming it is published with the stored NAR. A compressed file's name
+   * is the hash of Nix's compressed bytes, which garret never keeps, so only staging answers those.
+   */
   async isStaged(caller: Caller, cacheName: string, file: string): Promise<{ size: number } | null> {
     const cache = await authorize(this.g, caller, cacheName, "pull");
-    const s = this.staged.get(this.key(cache, file));
-    return s ? { size: s.nar.narSize } : null;
+    const s = this.staged.get(this.key(cache, file)) ?? null;
+    const nar = s?.nar ?? await this.storedNar(cache, file);
+    return nar ? { size: nar.narSize } : null;
+  }
+
+  /** A stored NAR of this cache named as Nix names an uncompressed one, as a staged NAR with nothing new. */
+  private async storedNar(cache: CacheRecord, file: string): Promise<StagedNar | null> {
+    const m = /^([0-9a-df-np-sv-z]{52})\.nar$/.exec(file);
+    if (!m) return null;
+    let narHash: string;
+    try {
+      narHash = Buffer.from(decodeBase32(m[1]!)).toString("hex");
+    } catch {
+      return null;
+    }
+    const served = await this.g.meta.narToServe(cache.id, narHash);
+    if (!served) return null;
+    return {
+      narHash, narSize: served.narSize, chunkHashes: served.chunks.map((c) => c.hash), newChunks: [], packs: [],
+      dedupBytes: served.narSize, storedBytes: 0, durable: Promise.resolve(),
+    };
   }
 
   /** How many NARs are staged for a cache (tests and the operator's view). */
@@ -187,17 +211,20 @@ export class NativePush {
     const urlFile = /^nar\/([^/]+)$/.exec(info.url)?.[1];
     const k = urlFile ? this.key(cache, urlFile) : "";
     const s = this.staged.get(k);
-    if (!s) {
+    let nar = s?.nar ?? null;
+    if (!nar) {
       // `nix store sign --store URL` sends back the narinfo it was served, with its Sig added.
       const existing = await this.g.meta.getObject(cache.id, hashPart);
       if (existing) return this.addSignatures(cache, existing, info);
-      throw bad("NoSuchObject", `URL ${info.url} names no NAR staged for this cache`);
+      // A plain NAR this cache holds already, which Nix did not send again (HEAD said 200).
+      nar = urlFile ? await this.storedNar(cache, urlFile) : null;
+      if (!nar) throw bad("NoSuchObject", `URL ${info.url} names no NAR staged for this cache`);
     }
     const narHash = Buffer.from(parseSha256(info.narHash)).toString("hex");
-    if (narHash !== s.nar.narHash) {
-      throw new GarretError("HashMismatch", `NarHash ${info.narHash} is not the staged NAR's sha256:${formatNixBase32(Buffer.from(s.nar.narHash, "hex"))}`);
+    if (narHash !== nar.narHash) {
+      throw new GarretError("HashMismatch", `NarHash ${info.narHash} is not the staged NAR's sha256:${formatNixBase32(Buffer.from(nar.narHash, "hex"))}`);
     }
-    if (info.narSize !== s.nar.narSize) throw new GarretError("SizeMismatch", `NarSize ${info.narSize} is not the staged NAR's ${s.nar.narSize}`);
+    if (info.narSize !== nar.narSize) throw new GarretError("SizeMismatch", `NarSize ${info.narSize} is not the staged NAR's ${nar.narSize}`);
     if (info.fileHash !== undefined && info.fileHash !== `sha256:${urlFile!.split(".")[0]}`) {
       throw new GarretError("HashMismatch", `FileHash ${info.fileHash} does not match the URL ${info.url}`);
     }
@@ -209,16 +236,16 @@ export class NativePush {
 
     const { secret: key, publicKey } = cacheKey(cache);
     const serverSig = await signFingerprint(key, objectFingerprint(cache, {
-      storePath: info.storePath, narHash: s.nar.narHash, narSize: s.nar.narSize, references: info.references,
+      storePath: info.storePath, narHash: nar.narHash, narSize: nar.narSize, references: info.references,
     }));
-    this.drop(k, s);
+    if (s) this.drop(k, s);
     try {
-      await s.nar.durable.catch((err) => {
+      await nar.durable.catch((err) => {
         throw asUploadError(err, this.limits.stagingQuota);
       });
       await this.g.meta.commitUpload({
-        packs: s.nar.packs, newChunks: s.nar.newChunks, chunkHashes: s.nar.chunkHashes,
-        narHash: s.nar.narHash, narSize: s.nar.narSize, cache,
+        packs: nar.packs, newChunks: nar.newChunks, chunkHashes: nar.chunkHashes,
+        narHash: nar.narHash, narSize: nar.narSize, cache,
         object: {
           storePathHash: hashPart, storePath: info.storePath, references: info.references,
           system: info.system ?? null, deriver: info.deriver ?? null, ca: info.ca ?? null,
@@ -229,7 +256,7 @@ export class NativePush {
         },
       });
     } catch (err) {
-      await discardStaged(this.g, s.nar);
+      await discardStaged(this.g, nar);
       if (err instanceof CacheChanged) throw noSuchCache();
       throw err;
     }

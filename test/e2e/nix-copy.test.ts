@@ -91,6 +91,39 @@ describe("nix copy --to http://…/<cache>", () => {
     });
   }
 
+  test("a plain NAR the cache holds already is not sent again: HEAD nar/<NarHash>.nar answers 200, the narinfo naming it publishes the path", async () => {
+    const tag = uniqueTag();
+    // Two paths with the same contents under different names: the same NAR.
+    const [a, b] = ["a", "b"].map((n) => buildExpr(`let ${SH} in sh "cp-dup-${n}-${tag}" "echo same ${tag} > $out"`));
+    expect(narOf(a!).equals(narOf(b!))).toBe(true);
+    const cacheKey = await createCache(server.url, admin, "cp-dup");
+    await createCache(server.url, admin, "cp-dup-other");
+    expect(nixCopy(`${server.url}/cp-dup?compression=none`, netrcs.push!, a!).code).toBe(0);
+    const narName = `${encodeBase32(new Bun.CryptoHasher("sha256").update(narOf(a!)).digest() as Uint8Array)}.nar`;
+    // Another cache does not see it: there the NAR is simply absent.
+    expect((await fetch(`${server.url}/cp-dup-other/nar/${narName}`, { method: "HEAD", headers: { authorization: `Bearer ${admin}` } })).status).toBe(404);
+    const before = server.log().length;
+    const r = nixCopy(`${server.url}/cp-dup?compression=none`, netrcs.push!, b!);
+    expect(r.code).toBe(0);
+    const log = server.log().slice(before);
+    expect(log).toContain(`HEAD /cp-dup/nar/${narName} 200`);
+    expect(log).not.toContain("PUT /cp-dup/nar/");
+    expect(log).toMatch(new RegExp(`PUT /cp-dup/${hashOf(b!)}\\.narinfo 204`));
+    // A narinfo naming it in the other cache is refused.
+    const info = await (await fetch(`${server.url}/cp-dup/${hashOf(b!)}.narinfo`, { headers: { authorization: `Bearer ${admin}` } })).text();
+    const other = await fetch(`${server.url}/cp-dup-other/${hashOf(b!)}.narinfo`, {
+      method: "PUT", headers: { authorization: `Bearer ${admin}` },
+      body: info.replace(/^URL: .*$/m, `URL: nar/${narName}`).replace(/^Compression: .*$/m, "Compression: none").replace(/^File(Hash|Size): .*\n/gm, ""),
+    });
+    expect(other.status).toBe(404);
+    // b substitutes from the cache, signed by its key.
+    const nar = narOf(b!);
+    runOk(["nix-store", "--delete", b!]);
+    runOk(["nix-store", ...NIX_OPTS, "--option", "substituters", `${server.url}/cp-dup`,
+      "--option", "trusted-public-keys", cacheKey, "--option", "netrc-file", netrcs.push!, "-r", b!]);
+    expect(narOf(b!).equals(nar)).toBe(true);
+  });
+
   test("without a token, with a pull-only token, or a token for another cache: nix copy fails, nothing stored or staged", async () => {
     const top = buildChain(uniqueTag());
     for (const netrc of [null, netrcs.pull!, netrcs.other!]) {
