@@ -1,5 +1,5 @@
 import { ApiClient } from "../client/api.ts";
-import { ClientConfigError, loadClientConfig } from "../client/config.ts";
+import { ClientConfigError, loadClientConfig, type ClientConfig, type ServerEntry } from "../client/config.ts";
 import { TlsConfigError } from "../client/tls.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { nearest } from "../suggest.ts";
@@ -28,15 +28,29 @@ export function parseTarget(spec: string | undefined, defaultServer?: string): {
   return { alias, cache };
 }
 
-/** Resolves `ALIAS:CACHE` to an API client for that server. */
-export async function resolveRemote(spec: string | undefined, opts: { caFile?: string } = {}): Promise<Remote> {
-  let config;
+/** The client config, with a broken file as one CLI line. */
+async function clientConfig(): Promise<ClientConfig> {
   try {
-    config = await loadClientConfig();
+    return await loadClientConfig();
   } catch (err) {
     if (err instanceof ClientConfigError) throw new CliError(err.message);
     throw err;
   }
+}
+
+/** The server saved under `alias` (or the default one), or a line naming the known aliases. */
+export async function savedServer(alias: string | undefined): Promise<{ alias: string; server: ServerEntry }> {
+  const config = await clientConfig();
+  const name = alias ?? config.defaultServer;
+  if (!name) throw new UsageError("no server alias given and no default server; run garret login ALIAS URL TOKEN first");
+  const server = config.servers[name];
+  if (!server) throw new CliError(unknownAlias(name, Object.keys(config.servers)));
+  return { alias: name, server };
+}
+
+/** Resolves `ALIAS:CACHE` to an API client for that server. */
+export async function resolveRemote(spec: string | undefined, opts: { caFile?: string } = {}): Promise<Remote> {
+  const config = await clientConfig();
   const { alias, cache } = parseTarget(spec, config.defaultServer);
   const server = config.servers[alias];
   if (!server) throw new CliError(unknownAlias(alias, Object.keys(config.servers)));

@@ -9,9 +9,8 @@ import { isValidCachePattern, PERMISSION_LETTERS, type CachePermissionClaims, ty
 import { parseDatabaseUrl } from "../db/open.ts";
 import { mintRegistered } from "../cache/tokens.ts";
 import { ApiClient } from "../client/api.ts";
-import { ClientConfigError, loadClientConfig } from "../client/config.ts";
 import { openMetaStoreForCli } from "./database.ts";
-import { unknownAlias } from "./remote.ts";
+import { savedServer } from "./remote.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 /** Flag name of each permission, e.g. --create-cache. */
@@ -173,17 +172,7 @@ async function exchangeCommand(rest: string[]): Promise<void> {
   const validity = validityOf(values.validity);
   const caches = values.caches?.flatMap((c) => c.split(",")).map((c) => c.trim()).filter((c) => c !== "");
   for (const c of caches ?? []) if (!isValidCachePattern(c)) throw new UsageError(`--caches: invalid cache name or pattern ${JSON.stringify(c)}`);
-  let config;
-  try {
-    config = await loadClientConfig();
-  } catch (err) {
-    if (err instanceof ClientConfigError) throw new CliError(err.message);
-    throw err;
-  }
-  const alias = positionals[0] ?? config.defaultServer;
-  if (!alias) throw new UsageError("no server alias given and no default server; run garret login first");
-  const server = config.servers[alias];
-  if (!server) throw new CliError(unknownAlias(alias, Object.keys(config.servers)));
+  const { alias, server } = await savedServer(positionals[0]);
   const token = values.token ?? process.env.GARRET_TOKEN ?? server.token;
   if (!token) throw new CliError(`${alias} has no token; pass --token or run garret login ${alias} URL TOKEN`);
   const api = new ApiClient({ ...server, token }, { caFile: values["ca-file"], alias });

@@ -1,9 +1,8 @@
 import { parseArgs } from "./args.ts";
 import { ApiClient, ApiError } from "../client/api.ts";
-import { ClientConfigError, loadClientConfig } from "../client/config.ts";
 import { TlsConfigError } from "../client/tls.ts";
 import type { WhoamiAnswer } from "../api/garret.ts";
-import { REMOTE_OPTIONS, unknownAlias } from "./remote.ts";
+import { REMOTE_OPTIONS, savedServer } from "./remote.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 /** "in 3 days", "in 5 hours", "2 hours ago". */
@@ -17,17 +16,7 @@ function relative(seconds: number): string {
 export async function whoamiCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...REMOTE_OPTIONS, json: { type: "boolean" } } });
   if (positionals.length > 1) throw new UsageError("usage: garret whoami [ALIAS] [--json]");
-  let config;
-  try {
-    config = await loadClientConfig();
-  } catch (err) {
-    if (err instanceof ClientConfigError) throw new CliError(err.message);
-    throw err;
-  }
-  const alias = positionals[0] ?? config.defaultServer;
-  if (!alias) throw new CliError("no server alias given and no default server; run garret login ALIAS URL TOKEN first");
-  const server = config.servers[alias];
-  if (!server) throw new CliError(unknownAlias(alias, Object.keys(config.servers)));
+  const { alias, server } = await savedServer(positionals[0]);
   let answer: WhoamiAnswer;
   try {
     const api = new ApiClient(server, { caFile: values["ca-file"], alias });
