@@ -146,7 +146,7 @@ const sqlite: Engine = {
 };
 
 async function postgres(): Promise<Engine> {
-  const url = process.env.GARRET_BENCH_DATABASE_URL ? await freshFrom(process.env.GARRET_BENCH_DATABASE_URL) : await freshPgDatabase();
+  const url = await freshPgDatabase(process.env.GARRET_BENCH_DATABASE_URL);
   return {
     name: "PostgreSQL", env: { GARRET_DATABASE_URL: url },
     fill: () => fillPostgres(url, "big", PATHS),
@@ -155,16 +155,6 @@ async function postgres(): Promise<Engine> {
       return { touch: async () => void await sql.unsafe(TOUCH), close: () => sql.close() };
     },
   };
-}
-
-async function freshFrom(admin: string): Promise<string> {
-  const name = `garret_bench_${Date.now().toString(36)}`;
-  const sql = new SQL(admin);
-  await sql.unsafe(`CREATE DATABASE ${name}`);
-  await sql.close();
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  return u.toString();
 }
 
 async function benchEngine(engine: Engine): Promise<SummaryRow[]> {

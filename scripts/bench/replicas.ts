@@ -224,7 +224,7 @@ await main(async () => {
   await single.stop();
 
   // Two replicas on one PostgreSQL database, sharing a storage dir.
-  const dbUrl = process.env.GARRET_BENCH_DATABASE_URL ? await freshFrom(process.env.GARRET_BENCH_DATABASE_URL) : await freshPgDatabase();
+  const dbUrl = await freshPgDatabase(process.env.GARRET_BENCH_DATABASE_URL);
   const storage = tempDir("garret-bench-storage-");
   const aDir = tempDir("garret-bench-a-");
   const env = { GARRET_STORAGE_PATH: storage };
@@ -271,12 +271,3 @@ await main(async () => {
   note("done");
 });
 
-async function freshFrom(admin: string): Promise<string> {
-  const name = `garret_bench_${Date.now().toString(36)}`;
-  const sql = new SQL(admin);
-  await sql.unsafe(`CREATE DATABASE ${name}`);
-  await sql.close();
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  return u.toString();
-}

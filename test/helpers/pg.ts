@@ -68,8 +68,8 @@ export function pgAdminUrl(): Promise<string> {
 }
 
 /** A fresh, empty database on the test server; its URL. */
-export async function freshPgDatabase(): Promise<string> {
-  const url = await pgAdminUrl();
+export async function freshPgDatabase(admin?: string): Promise<string> {
+  const url = admin ?? await pgAdminUrl();
   const name = `garret_t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
   const sql = new SQL(url);
   try {
