@@ -122,8 +122,8 @@ const contribution = (r: ContributionRow): dash.PathContribution => ({
  * reused while no such write of this process has begun or ended since it was read, and for at
  * most PG_CACHE_RECORD_MS: a change made by another replica shows here within that time, as
  * cache records do. Uploads, access times and signatures only add or leave answers as they are,
- * so a push-heavy replica keeps its answers (a commit that heals a chunk whose bytes were lost
- * re-points an answer that was broken anyway; it is right again within the bound).
+ * so a push-heavy replica keeps its answers; a commit that heals a chunk whose bytes were lost
+ * drops them (see commitUpload).
  */
 interface Shared {
   writes: number;
@@ -465,7 +465,15 @@ export class PostgresMetaStore implements MetaStore {
    * keys (the second waits for the first and then reuses what it wrote).
    */
   async commitUpload(c: UploadCommit): Promise<{ narId: number; narExisted: boolean }> {
-    return await this.tx((s) => s.commitIn(c));
+    // A commit that heals chunks moves where their bytes are: like the writes in SERVED_CHANGES, it
+    // drops the kept answers as it begins and ends, so this process never serves the lost copy again.
+    const moves = c.newChunks.some((ch) => ch.heals);
+    if (moves) PostgresMetaStore.changingServed(this, 1);
+    try {
+      return await this.tx((s) => s.commitIn(c));
+    } finally {
+      if (moves) PostgresMetaStore.changingServed(this, 1);
+    }
   }
 
   private async commitIn(c: UploadCommit): Promise<{ narId: number; narExisted: boolean }> {
