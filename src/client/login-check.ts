@@ -67,14 +67,17 @@ function parentOf(endpoint: string): { parent: string; last: string } | null {
 export async function checkServer(endpoint: string, token: string | undefined, caFile?: string): Promise<ServerCheck> {
   const first = await probe(endpoint, token, caFile);
   if ("whoami" in first) return { kind: "garret", endpoint, whoami: first.whoami, cacheInUrl: null };
+  // Asked at most once, and only when the answer is needed.
+  let atticHere: Promise<boolean> | null = null;
+  const hereSpeaksAttic = () => (atticHere ??= speaksAttic(endpoint, token, caFile));
   const up = parentOf(endpoint);
   if (up) {
     const second = await probe(up.parent, token, caFile).catch(() => null);
     if (second && "whoami" in second) return { kind: "garret", endpoint: up.parent, whoami: second.whoami, cacheInUrl: up.last };
-    if (await speaksAttic(up.parent, token, caFile) && !(await speaksAttic(endpoint, token, caFile))) {
+    if (await speaksAttic(up.parent, token, caFile) && !(await hereSpeaksAttic())) {
       return { kind: "attic", endpoint: up.parent, cacheInUrl: up.last };
     }
   }
-  if (await speaksAttic(endpoint, token, caFile)) return { kind: "attic", endpoint, cacheInUrl: null };
+  if (await hereSpeaksAttic()) return { kind: "attic", endpoint, cacheInUrl: null };
   throw new LoginRefused(`${endpoint} is not a garret server (GET /_api/v1/whoami ${first.other}); give the server's root URL, as garret serve prints it`);
 }
