@@ -127,9 +127,10 @@ const contribution = (r: ContributionRow): dash.PathContribution => ({
  */
 interface Shared {
   writes: number;
-  served: Map<string, { nar: ServedNar; at: number; writes: number }>;
-  objects: Map<string, { object: ObjectView; at: number; writes: number }>;
+  served: Map<string, Kept<ServedNar>>;
+  objects: Map<string, Kept<ObjectView>>;
 }
+interface Kept<T> { value: T; at: number; writes: number }
 
 /** A kept object is handed out as a copy: callers may change what they get. */
 const copyObject = (o: ObjectView): ObjectView => ({ ...o, references: [...o.references], sigs: [...o.sigs] });
@@ -338,17 +339,28 @@ export class PostgresMetaStore implements MetaStore {
    * are not kept, so a path pushed on another replica is found at once.
    */
   async getObject(cacheId: number, storePathHash: string): Promise<ObjectView | null> {
-    const key = `${cacheId}:${storePathHash}`;
+    return await this.keptOrRead(this.shared.objects, `${cacheId}:${storePathHash}`,
+      () => this.readObject(cacheId, storePathHash), copyObject, copyObject);
+  }
+
+  /**
+   * The answer kept under `key` while no write that can change it has begun or ended since it was
+   * read here and it is younger than PG_CACHE_RECORD_MS (see Shared); else read, and kept when found
+   * and no such write ran meanwhile. Reads inside a transaction are neither kept nor reused.
+   * `keep` makes what is kept, `hand` what a later caller gets of it.
+   */
+  private async keptOrRead<T>(kept: Map<string, Kept<T>>, key: string, read: () => Promise<T | null>,
+    keep: (v: T) => T, hand: (v: T) => T = (v) => v): Promise<T | null> {
     const at = performance.now();
-    const kept = this.shared.objects.get(key);
-    if (kept && kept.writes === this.shared.writes && at - kept.at < PG_CACHE_RECORD_MS) return copyObject(kept.object);
+    const k = kept.get(key);
+    if (k && k.writes === this.shared.writes && at - k.at < PG_CACHE_RECORD_MS) return hand(k.value);
     const writes = this.shared.writes;
-    const object = await this.readObject(cacheId, storePathHash);
-    if (object && writes === this.shared.writes && !this.inTx) {
-      if (this.shared.objects.size >= SERVED_MAX) this.shared.objects.clear();
-      this.shared.objects.set(key, { object: copyObject(object), at, writes });
+    const value = await read();
+    if (value && writes === this.shared.writes && !this.inTx) {
+      if (kept.size >= SERVED_MAX) kept.clear();
+      kept.set(key, { value: keep(value), at, writes });
     }
-    return object;
+    return value;
   }
 
   /** Drops the kept object of one path (a commit or a signature of it in this process). */
@@ -377,17 +389,7 @@ export class PostgresMetaStore implements MetaStore {
    * Misses are not kept, so a NAR pushed on another replica is served as soon as it is committed.
    */
   async narToServe(cacheId: number, narHash: string): Promise<ServedNar | null> {
-    const key = `${cacheId}:${narHash}`;
-    const at = performance.now();
-    const kept = this.shared.served.get(key);
-    if (kept && kept.writes === this.shared.writes && at - kept.at < PG_CACHE_RECORD_MS) return kept.nar;
-    const writes = this.shared.writes;
-    const nar = await this.readNarToServe(cacheId, narHash);
-    if (nar && writes === this.shared.writes && !this.inTx) {
-      if (this.shared.served.size >= SERVED_MAX) this.shared.served.clear();
-      this.shared.served.set(key, { nar: Object.freeze(nar), at, writes });
-    }
-    return nar;
+    return await this.keptOrRead(this.shared.served, `${cacheId}:${narHash}`, () => this.readNarToServe(cacheId, narHash), (nar) => Object.freeze(nar));
   }
 
   private async readNarToServe(cacheId: number, narHash: string): Promise<ServedNar | null> {
@@ -557,7 +559,6 @@ export class PostgresMetaStore implements MetaStore {
       }
     }
     const o = c.object;
-    // FOR SHARE of the old NAR: a heal or a hide of it (which lock it for update) runs wholly before or after.
     // The path's old figures, read by the upsert's statement before it writes (one snapshot), FOR
     // SHARE of the old NAR: a heal or a hide of it (which lock it for update) runs wholly before or after.
     const old = await this.one<ContributionRow & { state: string }>(`WITH old AS (SELECT ${CONTRIBUTION}, n.state
