@@ -192,7 +192,14 @@ export class NativePush {
     if (added.length === 0) return;
     const extra = [...o.sigs, ...added];
     if (extra.length > MAX_EXTRA_SIGS) throw new GarretError("InvalidSignature", `a path keeps at most ${MAX_EXTRA_SIGS} signatures besides the cache's own`);
-    await this.g.meta.setExtraSigs(cache.id, o.storePathHash, extra);
+    // Written only over what was read: a concurrent signer's signature is never lost, and one
+    // made for a NAR that a push has since replaced never lands on the new one.
+    if (await this.g.meta.setExtraSigs(cache.id, o.storePathHash, { narId: o.narId, sigs: o.sigs }, extra)) return;
+    const now = await this.g.meta.getObject(cache.id, o.storePathHash);
+    if (!now || now.narId !== o.narId) {
+      throw new GarretError("PathExists", `${o.storePath} in cache ${cache.name} was pushed again while signing; sign it again`);
+    }
+    return this.addSignatures(cache, now, info);
   }
 
   /** `PUT /<cache>/<hash>.narinfo`: validated against its staged NAR, then published. */

@@ -413,8 +413,9 @@ export class PostgresMetaStore implements MetaStore {
       [sig, key, cacheId, storePathHash]);
   }
 
-  async setExtraSigs(cacheId: number, storePathHash: string, sigs: string[]): Promise<void> {
-    await this.run("UPDATE objects SET sigs = $1 WHERE cache_id = $2 AND store_path_hash = $3", [JSON.stringify(sigs), cacheId, storePathHash]);
+  async setExtraSigs(cacheId: number, storePathHash: string, seen: { narId: number; sigs: string[] }, sigs: string[]): Promise<boolean> {
+    return (await this.run(`UPDATE objects SET sigs = $1 WHERE cache_id = $2 AND store_path_hash = $3 AND nar_id = $4 AND sigs = $5`,
+      [JSON.stringify(sigs), cacheId, storePathHash, seen.narId, JSON.stringify(seen.sigs)])) > 0;
   }
 
   async touchObjects(cacheId: number, hashes: string[], at: number): Promise<void> {

@@ -171,7 +171,7 @@ export class SqliteMetaStore implements MetaStore {
         JOIN nar_chunks nc ON nc.nar_id = n.id ${CHUNK_JOINS}
         WHERE n.nar_hash = ?2 AND n.state = 'valid' ORDER BY nc.seq`),
       updateSig: q("UPDATE objects SET server_sig = ?, server_sig_key = ? WHERE cache_id = ? AND store_path_hash = ?"),
-      setSigs: q("UPDATE objects SET sigs = ? WHERE cache_id = ? AND store_path_hash = ?"),
+      setSigs: q("UPDATE objects SET sigs = ? WHERE cache_id = ? AND store_path_hash = ? AND nar_id = ? AND sigs = ?"),
       touch: q("UPDATE objects SET last_accessed_at = ? WHERE cache_id = ? AND store_path_hash = ?"),
       findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
           c.stored_size AS storedSize
@@ -413,9 +413,10 @@ export class SqliteMetaStore implements MetaStore {
     this.stmt.updateSig!.run(sig, key, cacheId, storePathHash);
   }
 
-  async setExtraSigs(cacheId: number, storePathHash: string, sigs: string[]): Promise<void> {
-    this.stmt.setSigs!.run(JSON.stringify(sigs), cacheId, storePathHash);
-    this.checkpointer?.committed();
+  async setExtraSigs(cacheId: number, storePathHash: string, seen: { narId: number; sigs: string[] }, sigs: string[]): Promise<boolean> {
+    const changed = this.stmt.setSigs!.run(JSON.stringify(sigs), cacheId, storePathHash, seen.narId, JSON.stringify(seen.sigs)).changes > 0;
+    if (changed) this.checkpointer?.committed();
+    return changed;
   }
 
   async touchObjects(cacheId: number, hashes: string[], at: number): Promise<void> {

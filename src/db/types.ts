@@ -287,8 +287,12 @@ export interface ServingStore {
   /** For a NAR download: a valid NAR with this hash that an object of this cache uses, and its chunks in order. */
   narToServe(cacheId: number, narHash: string): Promise<ServedNar | null>;
   updateServerSig(cacheId: number, storePathHash: string, sig: string, key: string): Promise<void>;
-  /** Replaces a path's extra signatures (those besides the server's own), e.g. after `nix store sign`. */
-  setExtraSigs(cacheId: number, storePathHash: string, sigs: string[]): Promise<void>;
+  /**
+   * Replaces a path's extra signatures (those besides the server's own), e.g. after `nix store
+   * sign`, only while the path still has the NAR and the signatures the caller read (`seen`):
+   * false, and nothing written, when a push or another signer changed them meanwhile.
+   */
+  setExtraSigs(cacheId: number, storePathHash: string, seen: { narId: number; sigs: string[] }, sigs: string[]): Promise<boolean>;
   touchObjects(cacheId: number, storePathHashes: string[], at: number): Promise<void>;
 }
 

@@ -236,7 +236,12 @@ for (const [engine, fresh] of Object.entries(engines)) {
       signed.sigs.push("mine");
       expect((await b.getObject(cache.id, pathHash(1)))!.sigs).toEqual([]);
       // Extra signatures (nix store sign) written through B are seen by B at once.
-      await b.setExtraSigs(cache.id, pathHash(1), ["k-1:c2ln"]);
+      const before = (await b.getObject(cache.id, pathHash(1)))!;
+      expect(await b.setExtraSigs(cache.id, pathHash(1), { narId: before.narId, sigs: before.sigs }, ["k-1:c2ln"])).toBe(true);
+      expect((await b.getObject(cache.id, pathHash(1)))!.sigs).toEqual(["k-1:c2ln"]);
+      // Over what another signer or a push changed since it was read: refused, nothing written.
+      expect(await b.setExtraSigs(cache.id, pathHash(1), { narId: before.narId, sigs: before.sigs }, ["k-2:c2ln"])).toBe(false);
+      expect(await b.setExtraSigs(cache.id, pathHash(1), { narId: before.narId + 1000, sigs: ["k-1:c2ln"] }, ["k-2:c2ln"])).toBe(false);
       expect((await b.getObject(cache.id, pathHash(1)))!.sigs).toEqual(["k-1:c2ln"]);
       // Deleted through B: gone at once on B.
       expect(await b.expireObjects(cache.id, (objects) => objects.filter((o) => o.storePathHash === pathHash(1)).map((o) => o.id))).toBe(1);
