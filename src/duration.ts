@@ -20,4 +20,13 @@ export function parseDuration(value: string | number, key: string): number {
   return Math.round(Number(m[1]) * UNITS[m[2] ?? ""]!);
 }
 
+/** `seconds` in the largest unit (minutes and up) that divides it exactly, as parseDuration reads it back ("3mo"), else null. */
+export function exactDuration(seconds: number): string | null {
+  for (const unit of ["y", "mo", "w", "d", "h", "m"]) {
+    const n = UNITS[unit]!;
+    if (seconds > 0 && seconds % n === 0) return `${seconds / n}${unit}`;
+  }
+  return null;
+}
+
 export class DurationError extends Error {}

@@ -1,6 +1,6 @@
 import type { CacheConfigView } from "../api/attic.ts";
 import type { CacheStatsAnswer, CacheSummary } from "../api/garret.ts";
-import { DurationError, parseDuration } from "../duration.ts";
+import { DurationError, exactDuration, parseDuration } from "../duration.ts";
 import { parseSize, SizeError } from "../size.ts";
 import { fmtBytes } from "./progress.ts";
 import { parseArgs } from "./args.ts";
@@ -107,9 +107,8 @@ async function figures(api: ApiClient, cache: string): Promise<CacheFigures | nu
 function fmtRetention(r: CacheConfigView["retention_period"]): string {
   if (r === "Global") return "server default ([gc] retention)";
   if (r.Period === 0) return "forever";
-  const units: [number, string][] = [[31556952, "y"], [2629746, "mo"], [604800, "w"], [86400, "d"], [3600, "h"], [60, "m"]];
-  const hit = units.find(([n]) => r.Period % n === 0);
-  return hit ? `${r.Period / hit[0]}${hit[1]} (${r.Period} s)` : `${r.Period} s`;
+  const exact = exactDuration(r.Period);
+  return exact ? `${exact} (${r.Period} s)` : `${r.Period} s`;
 }
 
 function fmtAgo(iso: string, now = Date.now()): string {
