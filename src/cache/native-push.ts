@@ -5,7 +5,9 @@ import { parseNarInfo, type NarInfo } from "../nix/narinfo.ts";
 import { NixFormatError } from "../nix/errors.ts";
 import { isWellFormedSignature, signFingerprint } from "../nix/signing.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
-import { CacheChanged, type CacheRecord, type ObjectView } from "../db/types.ts";
+import { CacheChanged, StagingGone, type CacheRecord, type ObjectView, type StagedParts } from "../db/types.ts";
+import { holdLease, type HeldLease } from "../gc/lease.ts";
+import { nowSeconds } from "../gc/config.ts";
 import { DecodeError, decodeContent, decodeWhole } from "../store/compression.ts";
 import { discardStaged, ingestNar, UploadRejected, type StagedNar } from "../store/ingest.ts";
 import { StorageError } from "../store/storage.ts";
@@ -27,38 +29,34 @@ export const DEFAULT_UPLOAD: UploadLimits = { stagingQuota: 10 * 1024 ** 3, stag
 const NAR_PUT = /^([0-9a-df-np-sv-z]{52})\.nar(\.xz|\.zst|\.bz2|\.br)?$/;
 const ENCODING_OF: Record<string, string> = { "": "identity", ".zst": "zstd", ".br": "br", ".xz": "xz", ".bz2": "bzip2" };
 
-/** A NAR received by a native PUT and not yet named by a narinfo: visible to no one. */
-interface Staged {
-  cache: CacheRecord;
-  owner: string;
-  nar: StagedNar;
-  timer: ReturnType<typeof setTimeout>;
+/** What publishing a NAR needs: a staged one's record, or a stored one named as Nix names it. */
+interface Publishable {
+  narHash: string;
+  narSize: number;
+  parts: StagedParts;
+  /** The staged record the commit consumes; none for a NAR already stored. */
+  stagedId?: number;
 }
 
 const bad = (code: "InvalidNarInfo" | "InvalidStorePath" | "NoSuchObject", msg: string): GarretError => new GarretError(code, msg);
 
 /**
  * Nix's own HTTP binary cache store as an uploader: a NAR PUT is measured and staged (its bytes
- * written to storage, durable before any narinfo naming it commits; private to that cache,
- * counted against the sender's quota, dropped after the TTL),
- * and a narinfo PUT naming it is validated against what the NAR really was, then published
- * signed with the cache's key through the same commit as Attic's upload-path.
- *
- * Staging lives in this process's memory: a restart forgets it, and the packs left pending are
- * the collector's, like a crashed upload's.
+ * durable in storage, recorded in the database: private to that cache, counted against the
+ * sender's quota, dropped by the collector once past the TTL), and a narinfo PUT naming it is
+ * validated against what the NAR really was, then published signed with the cache's key through
+ * the same commit as Attic's upload-path. The record is in the database, not in this process:
+ * the narinfo may reach another replica, or this server after a restart.
  */
 export class NativePush {
-  private readonly staged = new Map<string, Staged>();
-  private readonly used = new Map<string, number>();
-
   constructor(private readonly g: Garret, private readonly limits: UploadLimits = DEFAULT_UPLOAD) {}
-
-  private key(cache: CacheRecord, file: string): string {
-    return `${cache.id}/${file}`;
-  }
 
   private ownerOf(caller: Caller): string {
     return claimsOf(caller)?.sub ?? "";
+  }
+
+  private get ttlSeconds(): number {
+    return Math.max(1, Math.ceil(this.limits.stagingTtlMs / 1000));
   }
 
   /**
@@ -78,8 +76,10 @@ export class NativePush {
       throw bad("InvalidNarInfo", `${file}: the file hash is not nix-base32`);
     }
     const owner = this.ownerOf(caller);
-    const room = this.limits.stagingQuota - (this.used.get(owner) ?? 0);
-    if (room <= 0) throw quotaExceeded(this.limits.stagingQuota);
+    const quota = this.limits.stagingQuota;
+    // A first bound on how far the body may decode; the record's insert checks the quota again.
+    const room = quota - (await this.g.meta.stagedBytes(owner, nowSeconds()));
+    if (room <= 0) throw quotaExceeded(quota);
 
     const fileHasher = new Bun.CryptoHasher("sha256");
     const check = (): void => {
@@ -88,6 +88,9 @@ export class NativePush {
         throw new UploadRejected("file", `the body hashes to sha256:${encodeBase32(actual)}, not the ${m[1]} its name claims`);
       }
     };
+    // The NAR's own lease, on record before the ingest looks up a chunk and held past this PUT:
+    // the collector keeps what it reuses and what it wrote until it is published or expires.
+    const lease = await holdLease(this.g.meta, this.ttlSeconds);
     let nar: StagedNar;
     try {
       let decoded: AsyncIterable<Uint8Array>;
@@ -100,18 +103,39 @@ export class NativePush {
         decoded = decodeContent(hashing(body, fileHasher), encoding, room);
       }
       nar = await ingestNar(this.g, decoded, {
-        narHash: null, narSize: null, maxSize: room, check: body instanceof Uint8Array ? undefined : check, lateSeal: true,
+        narHash: null, narSize: null, maxSize: room, check: body instanceof Uint8Array ? undefined : check,
       }, this.g.ingest);
     } catch (err) {
-      throw asUploadError(err, this.limits.stagingQuota);
+      await lease.release();
+      throw asUploadError(err, quota);
     }
-    const k = this.key(cache, file);
-    const previous = this.staged.get(k);
-    if (previous) this.drop(k, previous);
-    this.used.set(owner, (this.used.get(owner) ?? 0) + nar.narSize);
-    const entry: Staged = { cache, owner, nar, timer: setTimeout(() => this.expire(k), this.limits.stagingTtlMs) };
-    entry.timer.unref?.();
-    this.staged.set(k, entry);
+    await this.stage(cache, file, owner, lease, nar);
+  }
+
+  /** Records a NAR just ingested as staged, or drops it (over quota, cache gone). */
+  private async stage(cache: CacheRecord, file: string, owner: string, lease: HeldLease, nar: StagedNar): Promise<void> {
+    const at = nowSeconds();
+    let staged;
+    try {
+      lease.keep();
+      staged = await this.g.meta.stageNar({
+        cacheId: cache.id, file, owner, leaseId: lease.id, narHash: nar.narHash, narSize: nar.narSize,
+        parts: { chunkHashes: nar.chunkHashes, newChunks: nar.newChunks, packs: nar.packs },
+        createdAt: at, expiresAt: at + this.ttlSeconds,
+      }, cache, this.limits.stagingQuota);
+    } catch (err) {
+      staged = null;
+      if (err instanceof CacheChanged) throw noSuchCache();
+      throw err;
+    } finally {
+      if (!staged) {
+        await lease.release();
+        await discardStaged(this.g, nar);
+      }
+    }
+    if (!staged) throw quotaExceeded(this.limits.stagingQuota);
+    // The same file sent again (a retry): the earlier copy's own packs are nobody's now.
+    if (staged.replaced) await discardStaged(this.g, staged.replaced.parts);
   }
 
   /**
@@ -122,13 +146,12 @@ export class NativePush {
    */
   async isStaged(caller: Caller, cacheName: string, file: string): Promise<{ size: number } | null> {
     const cache = await authorize(this.g, caller, cacheName, "pull");
-    const s = this.staged.get(this.key(cache, file)) ?? null;
-    const nar = s?.nar ?? await this.storedNar(cache, file);
+    const nar = await this.g.meta.findStagedNar(cache.id, file, nowSeconds()) ?? await this.storedNar(cache, file);
     return nar ? { size: nar.narSize } : null;
   }
 
-  /** A stored NAR of this cache named as Nix names an uncompressed one, as a staged NAR with nothing new. */
-  private async storedNar(cache: CacheRecord, file: string): Promise<StagedNar | null> {
+  /** A stored NAR of this cache named as Nix names an uncompressed one, publishable with nothing new. */
+  private async storedNar(cache: CacheRecord, file: string): Promise<Publishable | null> {
     const m = /^([0-9a-df-np-sv-z]{52})\.nar$/.exec(file);
     if (!m) return null;
     let narHash: string;
@@ -139,35 +162,12 @@ export class NativePush {
     }
     const served = await this.g.meta.narToServe(cache.id, narHash);
     if (!served) return null;
-    return {
-      narHash, narSize: served.narSize, chunkHashes: served.chunks.map((c) => c.hash), newChunks: [], packs: [],
-      dedupBytes: served.narSize, storedBytes: 0, durable: Promise.resolve(),
-    };
+    return { narHash, narSize: served.narSize, parts: { chunkHashes: served.chunks.map((c) => c.hash), newChunks: [], packs: [] } };
   }
 
   /** How many NARs are staged for a cache (tests and the operator's view). */
-  stagedCount(cacheId: number): number {
-    let n = 0;
-    for (const s of this.staged.values()) if (s.cache.id === cacheId) n++;
-    return n;
-  }
-
-  private drop(k: string, s: Staged): void {
-    clearTimeout(s.timer);
-    this.staged.delete(k);
-    this.used.set(s.owner, Math.max(0, (this.used.get(s.owner) ?? 0) - s.nar.narSize));
-  }
-
-  private expire(k: string): void {
-    const s = this.staged.get(k);
-    if (!s) return;
-    this.drop(k, s);
-    void discardStaged(this.g, s.nar).catch(() => {});
-  }
-
-  /** Drops every staged NAR past its time now (the TTL timers do it too; tests call this). */
-  expireAll(): void {
-    for (const k of [...this.staged.keys()]) this.expire(k);
+  stagedCount(cacheId: number): Promise<number> {
+    return this.g.meta.countStagedNars(cacheId, nowSeconds());
   }
 
   /**
@@ -216,9 +216,8 @@ export class NativePush {
     const base = info.storePath.slice(cache.storeDir.length + 1);
     if (!base.startsWith(`${hashPart}-`)) throw bad("InvalidStorePath", `StorePath ${info.storePath} does not match ${hashPart}.narinfo`);
     const urlFile = /^nar\/([^/]+)$/.exec(info.url)?.[1];
-    const k = urlFile ? this.key(cache, urlFile) : "";
-    const s = this.staged.get(k);
-    let nar = s?.nar ?? null;
+    const staged = urlFile ? await this.g.meta.findStagedNar(cache.id, urlFile, nowSeconds()) : null;
+    let nar: Publishable | null = staged && { narHash: staged.narHash, narSize: staged.narSize, parts: staged.parts, stagedId: staged.id };
     if (!nar) {
       // `nix store sign --store URL` sends back the narinfo it was served, with its Sig added.
       const existing = await this.g.meta.getObject(cache.id, hashPart);
@@ -245,14 +244,10 @@ export class NativePush {
     const serverSig = await signFingerprint(key, objectFingerprint(cache, {
       storePath: info.storePath, narHash: nar.narHash, narSize: nar.narSize, references: info.references,
     }));
-    if (s) this.drop(k, s);
     try {
-      await nar.durable.catch((err) => {
-        throw asUploadError(err, this.limits.stagingQuota);
-      });
-      await this.g.meta.commitUpload({
-        packs: nar.packs, newChunks: nar.newChunks, chunkHashes: nar.chunkHashes,
-        narHash: nar.narHash, narSize: nar.narSize, cache,
+      const { narExisted } = await this.g.meta.commitUpload({
+        packs: nar.parts.packs, newChunks: nar.parts.newChunks, chunkHashes: nar.parts.chunkHashes,
+        narHash: nar.narHash, narSize: nar.narSize, cache, stagedId: nar.stagedId,
         object: {
           storePathHash: hashPart, storePath: info.storePath, references: info.references,
           system: info.system ?? null, deriver: info.deriver ?? null, ca: info.ca ?? null,
@@ -262,8 +257,14 @@ export class NativePush {
           pushedByToken: tokenIdOf(caller), pushedFrom: origin.client,
         },
       });
+      this.g.metrics?.uploads.inc({ kind: narExisted ? "Deduplicated" : "Uploaded" });
     } catch (err) {
-      await discardStaged(this.g, nar);
+      if (err instanceof StagingGone) {
+        throw bad("NoSuchObject", `the NAR ${info.url} names expired or was sent again before this narinfo; send both again`);
+      }
+      // Not publishable (the cache went, or its bytes did): nobody will commit it now.
+      const dropped = nar.stagedId !== undefined ? await this.g.meta.unstageNar(nar.stagedId) : null;
+      if (dropped) await discardStaged(this.g, dropped.parts);
       if (err instanceof CacheChanged) throw noSuchCache();
       throw err;
     }

@@ -1,6 +1,7 @@
 import { SQL } from "bun";
 import { PG_MIGRATIONS, MIGRATIONS } from "./migrations.ts";
-import { CacheChanged, pushRecord, type AuditEntry, type PushRecord, type PushRow } from "./types.ts";
+import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord } from "./types.ts";
+import { OverQuota, ownPackIds, STAGED_COLUMNS, toStaged, type StagedRow } from "./staging-rows.ts";
 import * as dash from "./dashboard-sql.ts";
 import type {
   CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
@@ -24,7 +25,10 @@ const CACHE_RECORDS_MAX = 1024;
  *   interleave: the step sees a commit whole or not at all, as with SQLite's write lock.
  * - CACHE_BASE + cache id: expiring a cache's paths takes it exclusively, commits and pins into that
  *   cache take it shared, so a referrer or a pin written meanwhile is seen by the decision.
+ * - STAGING + hash of an owner (two-key space): that owner's native stagings, one at a time, so
+ *   its staging quota holds across replicas.
  */
+const STAGING_LOCK_KEY = -7;
 const MIGRATE_KEY = 0x6761_7272_6d00;
 const COLLECT_KEY = 0x6761_7272_6763;
 const GC_WRITE_KEY = 0x6761_7272_7772;
@@ -38,7 +42,7 @@ const NUMERIC = new Set([
   "id", "cache_id", "chunk_id", "pack_id", "nar_id", "size", "chunk_size", "stored_size", "pack_size", "pack_offset",
   "offset", "storedSize", "nar_size", "num_chunks", "file_size", "created_at", "last_accessed_at", "retention_period",
   "quota_bytes", "priority", "deleting_at", "expires_at", "started_at", "mark_seq", "n", "b", "t", "liveBytes",
-  "narId", "seq", "createdAt", "at",
+  "narId", "seq", "createdAt", "at", "lease_id",
 ]);
 
 function numbers<T>(rows: Row[]): T[] {
@@ -489,6 +493,12 @@ export class PostgresMetaStore implements MetaStore {
     // FOR SHARE: a deleteCache waits for this commit (and then takes its object with the cache).
     if (!(await this.one("SELECT 1 FROM caches WHERE id = $1 AND name = $2 AND created_at = $3 FOR SHARE",
       [c.cache.id, c.cache.name, c.cache.createdAt]))) throw new CacheChanged(c.cache);
+    if (c.stagedId !== undefined) {
+      // The staged NAR this publishes is still staged (not expired and collected, nor replaced).
+      const staged = await this.one<{ lease_id: number }>("DELETE FROM staged_nars WHERE id = $1 RETURNING lease_id", [c.stagedId]);
+      if (!staged) throw new StagingGone(c.stagedId);
+      await this.run("DELETE FROM upload_leases WHERE id = $1", [staged.lease_id]);
+    }
     if (c.packs.length > 0) {
       const sealed = new Set((await this.all<{ id: number }>(`UPDATE packs SET state = 'valid', size = v.size
         FROM unnest($1::bigint[], $2::bigint[]) AS v(id, size) WHERE packs.id = v.id AND packs.state = 'pending' RETURNING packs.id`,
@@ -633,6 +643,69 @@ export class PostgresMetaStore implements MetaStore {
     await this.run("DELETE FROM upload_leases WHERE id = $1", [id]);
   }
 
+  // --- Native staging (issue 15)
+
+  async stageNar(rec: NewStagedNar, cache: CacheIdentity, quota: number): Promise<{ id: number; replaced: StagedNarRecord | null } | null> {
+    try {
+      return await this.tx(async (s) => {
+        // One owner's stagings queue here, so two replicas cannot both fit in the last of its quota.
+        await s.run(`SELECT pg_advisory_xact_lock(${STAGING_LOCK_KEY}, hashtext($1))`, [rec.owner]);
+        if (!(await s.one("SELECT 1 FROM caches WHERE id = $1 AND name = $2 AND created_at = $3 FOR SHARE",
+          [cache.id, cache.name, cache.createdAt]))) throw new CacheChanged(cache);
+        const old = await s.one<StagedRow>(`DELETE FROM staged_nars WHERE cache_id = $1 AND file = $2 RETURNING ${STAGED_COLUMNS}`,
+          [rec.cacheId, rec.file]);
+        if (old) await s.run("DELETE FROM upload_leases WHERE id = $1", [old.lease_id]);
+        const used = (await s.one<{ n: number }>("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = $1 AND expires_at > $2",
+          [rec.owner, rec.createdAt]))!.n;
+        if (used + rec.narSize > quota) throw new OverQuota();
+        // The lease now lasts exactly as long as the record.
+        await s.run("UPDATE upload_leases SET expires_at = $1 WHERE id = $2", [rec.expiresAt, rec.leaseId]);
+        const id = (await s.one<{ id: number }>(`INSERT INTO staged_nars (cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, [rec.cacheId, rec.file, rec.owner, rec.leaseId, rec.narHash, rec.narSize,
+          JSON.stringify(rec.parts), rec.createdAt, rec.expiresAt]))!.id;
+        return { id, replaced: old && toStaged(old) };
+      });
+    } catch (err) {
+      if (err instanceof OverQuota) return null;
+      throw err;
+    }
+  }
+
+  async findStagedNar(cacheId: number, file: string, at: number): Promise<StagedNarRecord | null> {
+    const r = await this.one<StagedRow>(`SELECT ${STAGED_COLUMNS} FROM staged_nars WHERE cache_id = $1 AND file = $2 AND expires_at > $3`,
+      [cacheId, file, at]);
+    return r && toStaged(r);
+  }
+
+  async stagedBytes(owner: string, at: number): Promise<number> {
+    return (await this.one<{ n: number }>("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = $1 AND expires_at > $2",
+      [owner, at]))!.n;
+  }
+
+  async unstageNar(id: number): Promise<StagedNarRecord | null> {
+    return await this.tx(async (s) => {
+      const r = await s.one<StagedRow>(`DELETE FROM staged_nars WHERE id = $1 RETURNING ${STAGED_COLUMNS}`, [id]);
+      if (r) await s.run("DELETE FROM upload_leases WHERE id = $1", [r.lease_id]);
+      return r && toStaged(r);
+    });
+  }
+
+  async expireStagedNars(at: number): Promise<number> {
+    return await this.gcStep(async (s) => {
+      const rows = await s.all<StagedRow>(`DELETE FROM staged_nars WHERE expires_at <= $1 RETURNING ${STAGED_COLUMNS}`, [at]);
+      if (rows.length === 0) return 0;
+      await s.run("DELETE FROM upload_leases WHERE id = ANY($1::bigint[])", [rows.map((r) => r.lease_id)]);
+      // Nobody reads a pending pack and nobody will commit into these: their bytes go in this run.
+      const packs = ownPackIds(rows);
+      if (packs.length > 0) await s.run("UPDATE packs SET state = 'deleting', deleting_at = 0 WHERE id = ANY($1::bigint[]) AND state = 'pending'", [packs]);
+      return rows.length;
+    });
+  }
+
+  async countStagedNars(cacheId: number, at: number): Promise<number> {
+    return (await this.one<{ n: number }>("SELECT COUNT(*) AS n FROM staged_nars WHERE cache_id = $1 AND expires_at > $2", [cacheId, at]))!.n;
+  }
+
   async oldestLiveLease(at: number): Promise<number | null> {
     return (await this.one<{ t: number | null }>("SELECT MIN(started_at) AS t FROM upload_leases WHERE expires_at > $1", [at]))!.t;
   }
@@ -745,8 +818,10 @@ export class PostgresMetaStore implements MetaStore {
   }
 
   async markEmptyPacks(at: number): Promise<number> {
+    // See the SQLite driver: not a pack made since the oldest live upload began.
     return await this.gcStep((s) => s.run(`UPDATE packs SET state = 'deleting', deleting_at = $1
-      WHERE state = 'valid' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack_id = packs.id)`, [at]));
+      WHERE state = 'valid' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack_id = packs.id)
+        AND created_at < COALESCE((SELECT MIN(started_at) FROM upload_leases WHERE expires_at > $1), $1 + 1)`, [at]));
   }
 
   async markStalePendingPacks(before: number, at: number): Promise<number> {

@@ -2,7 +2,8 @@ import { Database, type Statement } from "bun:sqlite";
 import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
-import { CacheChanged, pushRecord, type AuditEntry, type PushRecord, type PushRow } from "./types.ts";
+import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord } from "./types.ts";
+import { OverQuota, ownPackIds, STAGED_COLUMNS, toStaged, type StagedRow } from "./staging-rows.ts";
 import * as dash from "./dashboard-sql.ts";
 import type {
   CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
@@ -517,6 +518,7 @@ export class SqliteMetaStore implements MetaStore {
     const deltas = new dash.Deltas();
     return this.db.transaction(() => {
       this.assertCacheUnchanged(c.cache);
+      if (c.stagedId !== undefined) this.consumeStaged(c.stagedId);
       for (const p of c.packs) {
         if (sealedShared.has(p.id) || this.stmt.sealPack!.run(p.size, p.id).changes === 1) continue;
         // Only a collector that wrongly judged the upload dead could have taken the pending pack
@@ -581,6 +583,13 @@ export class SqliteMetaStore implements MetaStore {
     for (const x of d.daily()) this.stmt.bumpDaily!.run(x.cacheId, x.day, x.paths, x.narBytes, x.storedBytes);
   }
 
+  /** Inside a commit: the staged NAR it publishes is still staged; its record and lease go. */
+  private consumeStaged(id: number): void {
+    const r = this.db.query("DELETE FROM staged_nars WHERE id = ? RETURNING lease_id").get(id) as { lease_id: number } | null;
+    if (!r) throw new StagingGone(id);
+    this.db.query("DELETE FROM upload_leases WHERE id = ?").run(r.lease_id);
+  }
+
   /** Inside a write transaction: the cache is still the one the request was authorised for. */
   private assertCacheUnchanged(cache: CacheIdentity): void {
     if (this.stmt.cacheUnchanged!.get(cache.id, cache.name, cache.createdAt) === null) throw new CacheChanged(cache);
@@ -602,6 +611,64 @@ export class SqliteMetaStore implements MetaStore {
 
   async releaseUploadLease(id: number): Promise<void> {
     this.db.query("DELETE FROM upload_leases WHERE id = ?").run(id);
+  }
+
+  // --- Native staging (issue 15)
+
+  async stageNar(rec: NewStagedNar, cache: CacheIdentity, quota: number): Promise<{ id: number; replaced: StagedNarRecord | null } | null> {
+    try {
+      return this.db.transaction(() => {
+        this.assertCacheUnchanged(cache);
+        const old = this.db.query(`DELETE FROM staged_nars WHERE cache_id = ? AND file = ? RETURNING ${STAGED_COLUMNS}`)
+          .get(rec.cacheId, rec.file) as StagedRow | null;
+        if (old) this.db.query("DELETE FROM upload_leases WHERE id = ?").run(old.lease_id);
+        const used = (this.db.query("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = ? AND expires_at > ?")
+          .get(rec.owner, rec.createdAt) as { n: number }).n;
+        if (used + rec.narSize > quota) throw new OverQuota();
+        // The lease now lasts exactly as long as the record.
+        this.db.query("UPDATE upload_leases SET expires_at = ? WHERE id = ?").run(rec.expiresAt, rec.leaseId);
+        const id = Number(this.db.query(`INSERT INTO staged_nars (cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(rec.cacheId, rec.file, rec.owner, rec.leaseId, rec.narHash, rec.narSize,
+          JSON.stringify(rec.parts), rec.createdAt, rec.expiresAt).lastInsertRowid);
+        return { id, replaced: old && toStaged(old) };
+      }).immediate();
+    } catch (err) {
+      if (err instanceof OverQuota) return null;
+      throw err;
+    }
+  }
+
+  async findStagedNar(cacheId: number, file: string, at: number): Promise<StagedNarRecord | null> {
+    const r = this.db.query(`SELECT ${STAGED_COLUMNS} FROM staged_nars WHERE cache_id = ? AND file = ? AND expires_at > ?`)
+      .get(cacheId, file, at) as StagedRow | null;
+    return r && toStaged(r);
+  }
+
+  async stagedBytes(owner: string, at: number): Promise<number> {
+    return (this.db.query("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = ? AND expires_at > ?")
+      .get(owner, at) as { n: number }).n;
+  }
+
+  async unstageNar(id: number): Promise<StagedNarRecord | null> {
+    return this.db.transaction(() => {
+      const r = this.db.query(`DELETE FROM staged_nars WHERE id = ? RETURNING ${STAGED_COLUMNS}`).get(id) as StagedRow | null;
+      if (r) this.db.query("DELETE FROM upload_leases WHERE id = ?").run(r.lease_id);
+      return r && toStaged(r);
+    }).immediate();
+  }
+
+  async expireStagedNars(at: number): Promise<number> {
+    return this.db.transaction(() => {
+      const rows = this.db.query(`DELETE FROM staged_nars WHERE expires_at <= ? RETURNING ${STAGED_COLUMNS}`).all(at) as StagedRow[];
+      for (const r of rows) this.db.query("DELETE FROM upload_leases WHERE id = ?").run(r.lease_id);
+      // Nobody reads a pending pack and nobody will commit into these: their bytes go in this run.
+      for (const id of ownPackIds(rows)) this.db.query("UPDATE packs SET state = 'deleting', deleting_at = 0 WHERE id = ? AND state = 'pending'").run(id);
+      return rows.length;
+    }).immediate();
+  }
+
+  async countStagedNars(cacheId: number, at: number): Promise<number> {
+    return (this.db.query("SELECT COUNT(*) AS n FROM staged_nars WHERE cache_id = ? AND expires_at > ?").get(cacheId, at) as { n: number }).n;
   }
 
   async oldestLiveLease(at: number): Promise<number | null> {
@@ -691,8 +758,11 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async markEmptyPacks(at: number): Promise<number> {
-    return this.db.query(`UPDATE packs SET state = 'deleting', deleting_at = ?
-      WHERE state = 'valid' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack_id = packs.id)`).run(at).changes;
+    // Not a pack made since the oldest live upload began: a staged NAR (or an upload still
+    // running) may yet commit chunks into a shared pack whose other chunks are all gone.
+    return this.db.query(`UPDATE packs SET state = 'deleting', deleting_at = ?1
+      WHERE state = 'valid' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack_id = packs.id)
+        AND created_at < COALESCE((SELECT MIN(started_at) FROM upload_leases WHERE expires_at > ?1), ?1 + 1)`).run(at).changes;
   }
 
   async markStalePendingPacks(before: number, at: number): Promise<number> {

@@ -144,6 +144,70 @@ export interface UploadCommit {
   /** The cache the upload was authorised for; the commit fails with CacheChanged if it is gone. */
   cache: CacheIdentity;
   object: ObjectMeta;
+  /**
+   * The staged NAR (a native PUT's) this commit publishes: its record and lease go in the same
+   * transaction, and the commit fails with StagingGone when the record is no longer there
+   * (expired and collected, or replaced by a new PUT of the same file).
+   */
+  stagedId?: number;
+}
+
+/** The staged NAR a commit was to publish expired, was collected or was replaced meanwhile. */
+export class StagingGone extends Error {
+  constructor(id: number) {
+    super(`staged NAR ${id} is no longer staged`);
+  }
+}
+
+/** What committing a staged NAR needs besides its hash and size. */
+export interface StagedParts {
+  chunkHashes: string[];
+  newChunks: NewChunk[];
+  /** Its packs, with their storage keys (to delete them when it is dropped). */
+  packs: { id: number; size: number; key: string; shared?: boolean }[];
+}
+
+/** A NAR a native `nix copy` PUT staged: durable in storage, named by no narinfo yet. */
+export interface StagedNarRecord {
+  id: number;
+  cacheId: number;
+  /** Its name under nar/, as Nix PUT it (`<filehash>.nar.zst`). */
+  file: string;
+  /** Whose staging quota it counts against. */
+  owner: string;
+  /** The upload lease it holds until published, replaced or expired (see src/gc/collect.ts). */
+  leaseId: number;
+  narHash: string;
+  narSize: number;
+  parts: StagedParts;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export type NewStagedNar = Omit<StagedNarRecord, "id">;
+
+/** Native `nix copy` staging (issue 15), shared by every replica through the database. */
+export interface StagingStore {
+  /**
+   * Records a staged NAR, replacing one of the same cache and file (returned, with its lease
+   * released, so its packs can go), in one transaction that also checks the cache is still the one
+   * authorised (else CacheChanged) and that the owner's live staged bytes stay within `quota`
+   * (else null, and nothing changed).
+   */
+  stageNar(rec: NewStagedNar, cache: CacheIdentity, quota: number): Promise<{ id: number; replaced: StagedNarRecord | null } | null>;
+  /** The live (unexpired at `at`) staged NAR of this cache under this file name. */
+  findStagedNar(cacheId: number, file: string, at: number): Promise<StagedNarRecord | null>;
+  /** NAR bytes the owner holds staged and unexpired at `at`. */
+  stagedBytes(owner: string, at: number): Promise<number>;
+  /** Deletes a staged NAR's record and releases its lease; returns it when it was still there. */
+  unstageNar(id: number): Promise<StagedNarRecord | null>;
+  /**
+   * The collector's first step: deletes staged NARs expired at `at` and their leases, and marks
+   * their own (unshared) pending packs for deletion at once; returns how many went.
+   */
+  expireStagedNars(at: number): Promise<number>;
+  /** How many live NARs are staged for a cache. */
+  countStagedNars(cacheId: number, at: number): Promise<number>;
 }
 
 /**
@@ -394,7 +458,7 @@ export interface AuditStore {
  * The whole metadata store: every role above (callers take the narrowest one they need), on
  * SQLite (src/db/sqlite.ts) or PostgreSQL (src/db/postgres.ts), opened by openMetaStore.
  */
-export interface MetaStore extends CacheStore, ServingStore, IngestStore, GcStore, PinStore, FsckStore, TokenStore, AuditStore, DashboardReads {
+export interface MetaStore extends CacheStore, ServingStore, IngestStore, StagingStore, GcStore, PinStore, FsckStore, TokenStore, AuditStore, DashboardReads {
   close(): void;
   /** One trivial query: resolves when the database answers (readiness probes). */
   ping(): Promise<void>;

@@ -11,6 +11,10 @@ import { selectEvictions } from "./retention.ts";
  * The collector. Marks first, bytes after; every step is idempotent, so a crash anywhere is
  * repaired by the next run, and a storage delete that finds nothing counts as done.
  *
+ *  0. NARs staged by native `nix copy` PUTs whose narinfo never came are dropped once expired:
+ *     their records and leases go, and their own pending packs are marked for deletion at once,
+ *     in one transaction that a commit publishing one of them cannot interleave with (whichever
+ *     deletes the record first wins; the commit that finds it gone fails).
  *  1. Retention and quota, per cache, closure-aware (retention.ts), in one transaction each.
  *     get-missing-paths counts as an access, written at once: a push told that a dependency is
  *     present keeps it for a retention period (the closure holds unless the push takes longer),
@@ -22,8 +26,10 @@ import { selectEvictions } from "./retention.ts";
  *  4. 'deleting' chunks are swept (rows deleted) once no lease with id <= mark_seq is live.
  *  5. Packs whose live bytes fall under the threshold are compacted: live chunks are copied to a
  *     new pack and, once it is durable, the index is switched in one transaction.
- *  6. Packs no chunk row points into are marked 'deleting'; so are pending packs (crash
- *     leftovers) created before the grace period and before the oldest live upload.
+ *  6. Packs no chunk row points into, created before the oldest live upload, are marked
+ *     'deleting' (a staged NAR may still commit chunks into a shared pack whose others are
+ *     gone); so are pending packs (crash leftovers) created before the grace period and before
+ *     the oldest live upload.
  *  7. Packs 'deleting' for longer than the grace period are deleted from storage, then forgotten.
  *  8. Local storage temp files (.tmp/*.part) older than the grace period and the oldest live
  *     upload are removed.
@@ -60,7 +66,10 @@ import { selectEvictions } from "./retention.ts";
  * renewing its leases; once they expire its pending packs are leftovers for step 6. If a lease
  * ever lapses while its upload still runs (a process stalled past the TTL), the commit finds a
  * missing chunk or pack and fails; it never makes a path visible over missing bytes (it may
- * leave its own pack file behind, unrecorded). Chunks fsck marked damaged are never marked
+ * leave its own pack file behind, unrecorded). A NAR staged by a native PUT holds a lease of its
+ * own from before its ingest looked up a chunk until its narinfo commits it (or a new PUT of the
+ * same file replaces it, or it expires), so the same argument covers the time between the two
+ * PUTs, on any replica. Chunks fsck marked damaged are never marked
  * 'deleting', so a commit never revives one; once unreferenced they go at once. Compaction only
  * rewrites where a chunk lives, and the old pack outlives the switch by the grace period, so
  * readers on any replica that looked up chunk locations before the switch finish.
@@ -73,6 +82,8 @@ export interface GcReport {
   chunks: number;
   packs: number;
   compacted: number;
+  /** Staged NARs (native PUTs) dropped because their narinfo never came. */
+  staged: number;
   leftovers: number;
   bytes: number;
 }
@@ -115,8 +126,11 @@ export async function collectGarbage(deps: GcDeps, opts: GcRunOptions): Promise<
 async function runSteps(deps: GcDeps, opts: GcRunOptions, dryRun: boolean, renew: () => Promise<boolean>): Promise<GcReport> {
   const { meta, storage } = deps;
   const log = opts.log ?? (() => {});
-  const report: GcReport = { dry_run: dryRun, objects: 0, nars: 0, chunks: 0, packs: 0, compacted: 0, leftovers: 0, bytes: 0 };
+  const report: GcReport = { dry_run: dryRun, objects: 0, nars: 0, chunks: 0, packs: 0, compacted: 0, staged: 0, leftovers: 0, bytes: 0 };
   const now = nowSeconds();
+
+  // 0. Expired staging.
+  report.staged = await meta.expireStagedNars(now);
 
   // 1. Retention and quotas.
   for (const cache of await meta.listCaches()) {

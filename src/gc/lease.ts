@@ -86,3 +86,25 @@ export async function withUploadLease<T>(meta: IngestStore, fn: () => Promise<T>
   if (!pool) byTtl.set(ttl, (pool = new LeasePool(meta, ttl)));
   return pool.run(fn);
 }
+
+/** A lease of one's own, renewed while held (a native PUT's staged NAR holds one past its request). */
+export interface HeldLease {
+  id: number;
+  /** Stops renewing: the staged record's expiry, which the lease is set to, rules from now on. */
+  keep(): void;
+  release(): Promise<void>;
+}
+
+export async function holdLease(meta: IngestStore, ttl: number): Promise<HeldLease> {
+  const id = await meta.acquireUploadLease(nowSeconds(), ttl);
+  const timer = setInterval(() => void meta.renewUploadLease(id, nowSeconds(), ttl).catch(() => {}), Math.max(0.2, ttl / 3) * 1000);
+  timer.unref?.();
+  return {
+    id,
+    keep: () => clearInterval(timer),
+    async release() {
+      clearInterval(timer);
+      await meta.releaseUploadLease(id).catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,33 @@
+import type { StagedNarRecord, StagedParts } from "./types.ts";
+
+/** A staged_nars row as both drivers read it (migration 11). */
+export interface StagedRow {
+  id: number;
+  cache_id: number;
+  file: string;
+  owner: string;
+  lease_id: number;
+  nar_hash: string;
+  nar_size: number;
+  parts: string;
+  created_at: number;
+  expires_at: number;
+}
+
+export const STAGED_COLUMNS = "id, cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at";
+
+export function toStaged(r: StagedRow): StagedNarRecord {
+  return {
+    id: Number(r.id), cacheId: Number(r.cache_id), file: r.file, owner: r.owner, leaseId: Number(r.lease_id),
+    narHash: r.nar_hash, narSize: Number(r.nar_size), parts: JSON.parse(r.parts) as StagedParts,
+    createdAt: Number(r.created_at), expiresAt: Number(r.expires_at),
+  };
+}
+
+/** The packs a staged NAR wrote alone: once it is dropped, nobody will commit into them. */
+export function ownPackIds(rows: StagedRow[]): number[] {
+  return rows.flatMap((r) => (JSON.parse(r.parts) as StagedParts).packs.filter((p) => !p.shared).map((p) => p.id));
+}
+
+/** Thrown inside a staging transaction to roll it back when the owner's quota would be passed. */
+export class OverQuota extends Error {}
