@@ -1,14 +1,15 @@
 /**
  * Issue 15: NARs staged by native PUTs expire after `[upload] staging-ttl` and are then gone from
  * storage after a GC; they count against the token's `[upload] staging-quota`; and the same NAR
- * pushed natively and through upload-path, into two caches, is stored once.
+ * pushed natively and through upload-path, into two caches, is stored once. Staging is in the
+ * database: it outlives a restart, and the collector keeps what a staged NAR reuses.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import zlib from "node:zlib";
 import { encodeBase32 } from "../../src/nix/base32.ts";
-import { buildExpr, narOf, NIX_OPTS, requireNix, run, runOk, SH, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildExpr, deleteClosure, narOf, NIX_OPTS, requireNix, run, runOk, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { openDb, storageFiles, uploadPath } from "../helpers/api.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 
@@ -95,3 +96,72 @@ describe("staging", () => {
   });
 });
 
+
+/** What Nix PUTs for a path pushed with zstd: the NAR's file, its name, and the narinfo naming it. */
+function nativeUpload(path: string): { file: Buffer; name: string; narinfo: string; hash: string } {
+  const nar = narOf(path);
+  const file = zlib.zstdCompressSync(nar);
+  const name = `${encodeBase32(sha(file))}.nar.zst`;
+  const refs = runOk(["nix-store", "-q", "--references", path]).trim().split("\n").filter(Boolean).map((r) => r.slice("/nix/store/".length));
+  const narinfo = [`StorePath: ${path}`, `URL: nar/${name}`, "Compression: zstd", `FileHash: sha256:${name.slice(0, 52)}`,
+    `FileSize: ${file.length}`, `NarHash: sha256:${encodeBase32(sha(nar))}`, `NarSize: ${nar.length}`, `References: ${refs.join(" ")}`, ""].join("\n");
+  return { file, name, narinfo, hash: path.slice("/nix/store/".length, "/nix/store/".length + 32) };
+}
+
+describe("staging is in the database", () => {
+  test("a NAR staged before a restart is published by the narinfo PUT sent after it", async () => {
+    let s = await startServer();
+    try {
+      const token = mintToken(s.dataDir, "--pull", "*", "--push", "*", "--create-cache", "*");
+      const key = await createCache(s.url, token, "st-restart");
+      const path = buildExpr(`let ${SH} in sh "st-restart-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c 100000 /dev/urandom > $out/data"`);
+      const nar = narOf(path);
+      const up = nativeUpload(path);
+      expect((await fetch(`${s.url}/st-restart/nar/${up.name}`, { method: "PUT", headers: auth(token), body: up.file })).status).toBe(204);
+      await s.stop();
+      s = await startServer({ dataDir: s.dataDir });
+      expect((await fetch(`${s.url}/st-restart/nar/${up.name}`, { method: "HEAD", headers: auth(token) })).status).toBe(200);
+      expect((await fetch(`${s.url}/st-restart/${up.hash}.narinfo`, { method: "PUT", headers: auth(token), body: up.narinfo })).status).toBe(204);
+      deleteClosure(path);
+      const netrc = join(tempDir(), "netrc");
+      writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
+      expect(substitute(`${s.url}/st-restart`, key, path, netrc).code).toBe(0);
+      expect(narOf(path).equals(nar)).toBe(true);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test("the collector keeps the chunks a staged NAR reuses: its narinfo still publishes it after the only other copy is collected", async () => {
+    const s = await startServer();
+    try {
+      const token = mintToken(s.dataDir, "--pull", "*", "--push", "*", "--create-cache", "*", "--destroy-cache", "*");
+      await createCache(s.url, token, "st-first");
+      const key = await createCache(s.url, token, "st-second");
+      const path = buildExpr(`let ${SH} in sh "st-reuse-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c 300000 /dev/urandom > $out/data"`);
+      const nar = narOf(path);
+      expect((await uploadPath(s.url, token, "st-first", path)).status).toBe(200);
+      // Staged in the second cache: every chunk is the first cache's already, nothing new is written.
+      const up = nativeUpload(path);
+      const before = storageFiles(s.dataDir).length;
+      expect((await fetch(`${s.url}/st-second/nar/${up.name}`, { method: "PUT", headers: auth(token), body: up.file })).status).toBe(204);
+      expect(storageFiles(s.dataDir).length).toBe(before);
+      // The only path using those chunks goes, and a collection with no grace runs meanwhile.
+      const del = await fetch(`${s.url}/_api/v1/cache-config/st-first`, { method: "DELETE", headers: auth(token) });
+      expect(del.status).toBe(200);
+      const gc = run(garretCmd("gc", "--data", s.dataDir, "--json"), { env: { GARRET_GC_GRACE: "0" } });
+      expect(gc.code).toBe(0);
+      expect(storageFiles(s.dataDir).length).toBe(before);
+      expect((await fetch(`${s.url}/st-second/${up.hash}.narinfo`, { method: "PUT", headers: auth(token), body: up.narinfo })).status).toBe(204);
+      // Published, its chunks are referenced again: another collection leaves them.
+      expect(run(garretCmd("gc", "--data", s.dataDir, "--json"), { env: { GARRET_GC_GRACE: "0" } }).code).toBe(0);
+      deleteClosure(path);
+      const netrc = join(tempDir(), "netrc");
+      writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
+      expect(substitute(`${s.url}/st-second`, key, path, netrc).code).toBe(0);
+      expect(narOf(path).equals(nar)).toBe(true);
+    } finally {
+      await s.stop();
+    }
+  });
+});

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { copyFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildClosure, buildExpr, deleteClosure, narOf, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildClosure, buildExpr, deleteClosure, narOf, NIX_OPTS, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
 import { S3_BUCKET, startS3, type TestS3 } from "../helpers/s3.ts";
@@ -102,6 +102,49 @@ describe("two replicas, one PostgreSQL, one bucket", () => {
     for (const [s, cache] of [[a, "twin-b"], [b, "twin-a"]] as const) {
       const res = await fetch(`${s.url}/${cache}/${storeHashOf(path)}.narinfo`, { headers: { authorization: `Bearer ${token}` } });
       expect(res.status).toBe(200);
+    }
+  });
+
+  test("stock nix copy through a balancer that alternates A and B: each NAR is staged on one replica and published by the other", async () => {
+    const key = await createCache(a.url, token, "balanced", { is_public: true });
+    // Round robin, request by request: Nix sends four per path (HEAD narinfo, HEAD nar, PUT nar,
+    // PUT narinfo), so a path's NAR and its narinfo always reach different replicas.
+    let n = 0;
+    const balancer = Bun.serve({
+      hostname: "127.0.0.1", port: 0,
+      fetch(req) {
+        const target = [a, b][n++ % 2]!;
+        const headers = new Headers(req.headers);
+        headers.delete("expect");
+        const u = new URL(req.url);
+        return fetch(`${target.url}${u.pathname}${u.search}`, { method: req.method, headers, body: req.body, redirect: "manual" });
+      },
+    });
+    try {
+      const tag = uniqueTag();
+      const top = buildExpr(`
+        let ${SH}
+          leaf = sh "rr-leaf-${tag}" "/bin/mkdir $out; /usr/bin/head -c 200000 /dev/urandom > $out/data";
+          mid = sh "rr-mid-${tag}" "/bin/mkdir $out; echo \${leaf} > $out/ref";
+        in sh "rr-top-${tag}" "echo ${tag} \${mid} > $out"`);
+      const closure = run(["nix-store", "-qR", top]).stdout.trim().split("\n");
+      expect(closure.length).toBe(3);
+      const nars = closure.map((p) => narOf(p));
+      const netrc = join(tempDir(), "netrc");
+      writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
+      // Spawned, not run: the balancer answers on this process's event loop meanwhile.
+      const copy = Bun.spawn(["nix", ...NIX_OPTS, "--option", "netrc-file", netrc, "copy", "--to",
+        `http://127.0.0.1:${balancer.port}/balanced?compression=zstd`, top], { stdout: "ignore", stderr: "pipe" });
+      const stderr = await new Response(copy.stderr).text();
+      if ((await copy.exited) !== 0) console.error(stderr);
+      expect(copy.exitCode).toBe(0);
+      for (const s of [a, b]) expect(s.log()).toMatch(/PUT \/balanced\/nar\/\S+ 204/);
+      for (const s of [a, b]) expect(s.log()).toMatch(/PUT \/balanced\/[0-9a-z]{32}\.narinfo 204/);
+      deleteClosure(top);
+      expect(substitute(`${a.url}/balanced`, key, top).code).toBe(0);
+      closure.forEach((p, i) => expect(narOf(p).equals(nars[i]!)).toBe(true));
+    } finally {
+      balancer.stop(true);
     }
   });
 
