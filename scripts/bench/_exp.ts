@@ -1,0 +1,14 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildWideClosure, createCache, mintToken, startGarret, stopAll, tempDir, NIX_OPTS } from "./common.ts";
+const top = buildWideClosure(40, 16 * 1024, `exp-${Date.now().toString(36)}`);
+const g = await startGarret();
+const token = mintToken(g.dataDir);
+const netrc = join(tempDir("exp-netrc-"), "netrc");
+writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
+await createCache(g.url, token, "exp");
+const comp = process.env.COMP ?? "zstd";
+const p = Bun.spawnSync(["strace", "-f", "-ttt", "-e", "trace=sendto,recvfrom,write,read,connect,poll,ppoll,fsync,fdatasync", "-o", "/tmp/exp/strace.txt", "nix", ...NIX_OPTS, "--option", "netrc-file", netrc, "copy", "--to", `${g.url}/exp?compression=${comp}`, top]);
+console.log(p.exitCode, p.stderr.toString().slice(-500));
+console.log("datadir", g.dataDir);
+await stopAll();

@@ -1,0 +1,10 @@
+import { buildWideClosure, NIX_OPTS, BUN } from "./common.ts";
+import { join } from "node:path";
+const top = buildWideClosure(40, 16 * 1024, `exp-${Date.now().toString(36)}`);
+const proc = Bun.spawn([BUN, join(import.meta.dir, "static-put-server.ts")], { stdout: "pipe" });
+const reader = proc.stdout.getReader(); const { value } = await reader.read();
+const url = /listening on (\S+)/.exec(new TextDecoder().decode(value))![1];
+const comp = process.env.COMP ?? "zstd";
+const p = Bun.spawnSync(["strace", "-f", "-ttt", "-e", "trace=sendto,recvfrom,write,read,connect,fsync,fdatasync", "-o", "/tmp/exp/strace2.txt", "nix", ...NIX_OPTS, "copy", "--to", `${url}/exp?compression=${comp}`, top]);
+console.log(p.exitCode);
+proc.kill();
