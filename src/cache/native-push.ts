@@ -5,7 +5,7 @@ import { parseNarInfo, type NarInfo } from "../nix/narinfo.ts";
 import { NixFormatError } from "../nix/errors.ts";
 import { isWellFormedSignature, signFingerprint } from "../nix/signing.ts";
 import { isValidStorePathHash } from "../nix/store-path.ts";
-import { CacheChanged, StagingGone, type CacheRecord, type ObjectView, type StagedParts } from "../db/types.ts";
+import { CacheChanged, StagingGone, type CacheRecord, type ObjectView, type StagedNarRecord, type StagedParts } from "../db/types.ts";
 import { holdLease, type HeldLease } from "../gc/lease.ts";
 import { nowSeconds } from "../gc/config.ts";
 import { DecodeError, decodeContent, decodeWhole } from "../store/compression.ts";
@@ -49,6 +49,14 @@ const bad = (code: "InvalidNarInfo" | "InvalidStorePath" | "NoSuchObject", msg: 
  * the narinfo may reach another replica, or this server after a restart.
  */
 export class NativePush {
+  /**
+   * Seals running in this process, by staged record: a NAR PUT answers once its NAR is measured
+   * and recorded, and its packs are synced just after (the fsync overlaps Nix's next request). A
+   * narinfo PUT here waits on the seal itself; one on another replica waits for the record to say
+   * durable. Each resolves to the NAR's final parts.
+   */
+  private readonly sealing = new Map<number, Promise<StagedParts>>();
+
   constructor(private readonly g: Garret, private readonly limits: UploadLimits = DEFAULT_UPLOAD) {}
 
   private ownerOf(caller: Caller): string {
@@ -103,7 +111,7 @@ export class NativePush {
         decoded = decodeContent(hashing(body, fileHasher), encoding, room);
       }
       nar = await ingestNar(this.g, decoded, {
-        narHash: null, narSize: null, maxSize: room, check: body instanceof Uint8Array ? undefined : check,
+        narHash: null, narSize: null, maxSize: room, check: body instanceof Uint8Array ? undefined : check, lateSeal: true,
       }, this.g.ingest);
     } catch (err) {
       await lease.release();
@@ -134,8 +142,52 @@ export class NativePush {
       }
     }
     if (!staged) throw quotaExceeded(this.limits.stagingQuota);
-    // The same file sent again (a retry): the earlier copy's own packs are nobody's now.
-    if (staged.replaced) await discardStaged(this.g, staged.replaced.parts);
+    this.sealAfter(staged.id, nar);
+    // The same file sent again (a retry): the earlier copy's own packs are nobody's now (one still
+    // sealing drops its own when it finds its record gone).
+    if (staged.replaced?.durable) await discardStaged(this.g, staged.replaced.parts);
+  }
+
+  /** Marks the record durable once the NAR's packs are; drops it if they fail or it went meanwhile. */
+  private sealAfter(id: number, nar: StagedNar): void {
+    const sealed = nar.durable.then(async () => {
+      const parts: StagedParts = { chunkHashes: nar.chunkHashes, newChunks: nar.newChunks, packs: nar.packs };
+      if (await this.g.meta.markStagedDurable(id, parts)) return parts;
+      await discardStaged(this.g, nar); // replaced or expired meanwhile: nobody will commit it
+      throw new StagingGone(id);
+    }, async (err: unknown) => {
+      await this.g.meta.unstageNar(id).catch(() => {}); // the failed seal discarded its packs
+      throw err;
+    });
+    this.sealing.set(id, sealed);
+    sealed.catch(() => {}).finally(() => this.sealing.delete(id));
+  }
+
+  /**
+   * A staged NAR's final parts once its packs are durable, or null when it is no longer staged
+   * (replaced or expired meanwhile). Another replica's seal is awaited through its record.
+   */
+  private async durableParts(staged: StagedNarRecord): Promise<StagedParts | null> {
+    if (staged.durable) return staged.parts;
+    const local = this.sealing.get(staged.id);
+    if (local) {
+      try {
+        return await local;
+      } catch (err) {
+        if (err instanceof StagingGone) return null;
+        throw asUploadError(err, this.limits.stagingQuota);
+      }
+    }
+    // Not sealing here: another replica is syncing it, or stopped before it could (then never).
+    const deadline = Math.min(Date.now() + SEAL_WAIT_MS, staged.createdAt * 1000 + 2 * SEAL_WAIT_MS);
+    while (Date.now() < deadline) {
+      await Bun.sleep(SEAL_POLL_MS);
+      const now = await this.g.meta.findStagedNar(staged.cacheId, staged.file, nowSeconds());
+      if (!now || now.id !== staged.id) return null;
+      if (now.durable) return now.parts;
+    }
+    if (Date.now() >= staged.createdAt * 1000 + 2 * SEAL_WAIT_MS) return null;
+    throw new GarretError("StorageError", `the NAR ${staged.file} is still being stored by another replica; send the narinfo again`);
   }
 
   /**
@@ -146,7 +198,10 @@ export class NativePush {
    */
   async isStaged(caller: Caller, cacheName: string, file: string): Promise<{ size: number } | null> {
     const cache = await authorize(this.g, caller, cacheName, "pull");
-    const nar = await this.g.meta.findStagedNar(cache.id, file, nowSeconds()) ?? await this.storedNar(cache, file);
+    const staged = await this.g.meta.findStagedNar(cache.id, file, nowSeconds());
+    // One still sealing elsewhere may never be (its replica stopped): Nix had better send it again.
+    if (staged && (staged.durable || this.sealing.has(staged.id))) return { size: staged.narSize };
+    const nar = await this.storedNar(cache, file);
     return nar ? { size: nar.narSize } : null;
   }
 
@@ -163,6 +218,11 @@ export class NativePush {
     const served = await this.g.meta.narToServe(cache.id, narHash);
     if (!served) return null;
     return { narHash, narSize: served.narSize, parts: { chunkHashes: served.chunks.map((c) => c.hash), newChunks: [], packs: [] } };
+  }
+
+  /** Staged NARs whose packs are still being synced here (a graceful shutdown waits for them). */
+  pendingSeals(): number {
+    return this.sealing.size;
   }
 
   /** How many NARs are staged for a cache (tests and the operator's view). */
@@ -217,7 +277,8 @@ export class NativePush {
     if (!base.startsWith(`${hashPart}-`)) throw bad("InvalidStorePath", `StorePath ${info.storePath} does not match ${hashPart}.narinfo`);
     const urlFile = /^nar\/([^/]+)$/.exec(info.url)?.[1];
     const staged = urlFile ? await this.g.meta.findStagedNar(cache.id, urlFile, nowSeconds()) : null;
-    let nar: Publishable | null = staged && { narHash: staged.narHash, narSize: staged.narSize, parts: staged.parts, stagedId: staged.id };
+    const parts = staged && await this.durableParts(staged);
+    let nar: Publishable | null = staged && parts && { narHash: staged.narHash, narSize: staged.narSize, parts, stagedId: staged.id };
     if (!nar) {
       // `nix store sign --store URL` sends back the narinfo it was served, with its Sig added.
       const existing = await this.g.meta.getObject(cache.id, hashPart);
@@ -300,6 +361,10 @@ async function* hashing(body: AsyncIterable<Uint8Array>, hasher: Bun.CryptoHashe
     yield b;
   }
 }
+
+/** How long a narinfo PUT waits for another replica to finish syncing the NAR it names, and how often it looks. */
+const SEAL_WAIT_MS = 30_000;
+const SEAL_POLL_MS = 10;
 
 /** Extra signatures a path may carry: `nix store sign` by a few keys, not an unbounded list. */
 const MAX_EXTRA_SIGS = 16;

@@ -256,7 +256,8 @@ export const MIGRATIONS: readonly string[] = [
   // memory: the narinfo PUT may reach another replica, or the same server after a restart. Each
   // holds an upload lease (the collector keeps the chunks it reuses and its packs) until it is
   // published, replaced or expires; `parts` is the JSON of what the commit needs (its chunks in
-  // order, the new ones and their packs); the collector deletes expired rows and their packs.
+  // order, the new ones and their packs), final once `durable` (its packs are written and synced
+  // just after the PUT answers); the collector deletes expired rows and their packs.
   `
   CREATE TABLE staged_nars (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -267,6 +268,7 @@ export const MIGRATIONS: readonly string[] = [
     nar_hash TEXT NOT NULL,
     nar_size INTEGER NOT NULL,
     parts TEXT NOT NULL,
+    durable INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     UNIQUE (cache_id, file)
@@ -471,6 +473,7 @@ export const PG_MIGRATIONS: readonly string[] = [
     nar_hash TEXT NOT NULL,
     nar_size BIGINT NOT NULL,
     parts TEXT NOT NULL,
+    durable INTEGER NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     UNIQUE (cache_id, file)

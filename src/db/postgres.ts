@@ -1,6 +1,6 @@
 import { SQL } from "bun";
 import { PG_MIGRATIONS, MIGRATIONS } from "./migrations.ts";
-import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord } from "./types.ts";
+import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
 import { OverQuota, ownPackIds, STAGED_COLUMNS, toStaged, type StagedRow } from "./staging-rows.ts";
 import * as dash from "./dashboard-sql.ts";
 import type {
@@ -494,8 +494,8 @@ export class PostgresMetaStore implements MetaStore {
     if (!(await this.one("SELECT 1 FROM caches WHERE id = $1 AND name = $2 AND created_at = $3 FOR SHARE",
       [c.cache.id, c.cache.name, c.cache.createdAt]))) throw new CacheChanged(c.cache);
     if (c.stagedId !== undefined) {
-      // The staged NAR this publishes is still staged (not expired and collected, nor replaced).
-      const staged = await this.one<{ lease_id: number }>("DELETE FROM staged_nars WHERE id = $1 RETURNING lease_id", [c.stagedId]);
+      // The staged NAR this publishes is still staged (not expired and collected, nor replaced), and durable.
+      const staged = await this.one<{ lease_id: number }>("DELETE FROM staged_nars WHERE id = $1 AND durable = 1 RETURNING lease_id", [c.stagedId]);
       if (!staged) throw new StagingGone(c.stagedId);
       await this.run("DELETE FROM upload_leases WHERE id = $1", [staged.lease_id]);
     }
@@ -680,6 +680,10 @@ export class PostgresMetaStore implements MetaStore {
   async stagedBytes(owner: string, at: number): Promise<number> {
     return (await this.one<{ n: number }>("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = $1 AND expires_at > $2",
       [owner, at]))!.n;
+  }
+
+  async markStagedDurable(id: number, parts: StagedParts): Promise<boolean> {
+    return (await this.run("UPDATE staged_nars SET durable = 1, parts = $1 WHERE id = $2", [JSON.stringify(parts), id])) === 1;
   }
 
   async unstageNar(id: number): Promise<StagedNarRecord | null> {

@@ -2,7 +2,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
-import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord } from "./types.ts";
+import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
 import { OverQuota, ownPackIds, STAGED_COLUMNS, toStaged, type StagedRow } from "./staging-rows.ts";
 import * as dash from "./dashboard-sql.ts";
 import type {
@@ -583,9 +583,9 @@ export class SqliteMetaStore implements MetaStore {
     for (const x of d.daily()) this.stmt.bumpDaily!.run(x.cacheId, x.day, x.paths, x.narBytes, x.storedBytes);
   }
 
-  /** Inside a commit: the staged NAR it publishes is still staged; its record and lease go. */
+  /** Inside a commit: the staged NAR it publishes is still staged, and durable; its record and lease go. */
   private consumeStaged(id: number): void {
-    const r = this.db.query("DELETE FROM staged_nars WHERE id = ? RETURNING lease_id").get(id) as { lease_id: number } | null;
+    const r = this.db.query("DELETE FROM staged_nars WHERE id = ? AND durable = 1 RETURNING lease_id").get(id) as { lease_id: number } | null;
     if (!r) throw new StagingGone(id);
     this.db.query("DELETE FROM upload_leases WHERE id = ?").run(r.lease_id);
   }
@@ -647,6 +647,10 @@ export class SqliteMetaStore implements MetaStore {
   async stagedBytes(owner: string, at: number): Promise<number> {
     return (this.db.query("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = ? AND expires_at > ?")
       .get(owner, at) as { n: number }).n;
+  }
+
+  async markStagedDurable(id: number, parts: StagedParts): Promise<boolean> {
+    return this.db.query("UPDATE staged_nars SET durable = 1, parts = ? WHERE id = ?").run(JSON.stringify(parts), id).changes === 1;
   }
 
   async unstageNar(id: number): Promise<StagedNarRecord | null> {

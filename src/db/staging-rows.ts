@@ -10,16 +10,17 @@ export interface StagedRow {
   nar_hash: string;
   nar_size: number;
   parts: string;
+  durable: number;
   created_at: number;
   expires_at: number;
 }
 
-export const STAGED_COLUMNS = "id, cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at";
+export const STAGED_COLUMNS = "id, cache_id, file, owner, lease_id, nar_hash, nar_size, parts, durable, created_at, expires_at";
 
 export function toStaged(r: StagedRow): StagedNarRecord {
   return {
     id: Number(r.id), cacheId: Number(r.cache_id), file: r.file, owner: r.owner, leaseId: Number(r.lease_id),
-    narHash: r.nar_hash, narSize: Number(r.nar_size), parts: JSON.parse(r.parts) as StagedParts,
+    narHash: r.nar_hash, narSize: Number(r.nar_size), parts: JSON.parse(r.parts) as StagedParts, durable: Number(r.durable) === 1,
     createdAt: Number(r.created_at), expiresAt: Number(r.expires_at),
   };
 }

@@ -179,18 +179,21 @@ export interface StagedNarRecord {
   leaseId: number;
   narHash: string;
   narSize: number;
+  /** Final once `durable`: until its packs are synced, new chunks' places may still move. */
   parts: StagedParts;
+  /** Its packs are written and synced: only then may a commit publish it. */
+  durable: boolean;
   createdAt: number;
   expiresAt: number;
 }
 
-export type NewStagedNar = Omit<StagedNarRecord, "id">;
+export type NewStagedNar = Omit<StagedNarRecord, "id" | "durable">;
 
 /** Native `nix copy` staging (issue 15), shared by every replica through the database. */
 export interface StagingStore {
   /**
-   * Records a staged NAR, replacing one of the same cache and file (returned, with its lease
-   * released, so its packs can go), in one transaction that also checks the cache is still the one
+   * Records a staged NAR (not yet durable), replacing one of the same cache and file (returned,
+   * with its lease released, so its packs can go once it is durable), in one transaction that also checks the cache is still the one
    * authorised (else CacheChanged) and that the owner's live staged bytes stay within `quota`
    * (else null, and nothing changed).
    */
@@ -199,6 +202,11 @@ export interface StagingStore {
   findStagedNar(cacheId: number, file: string, at: number): Promise<StagedNarRecord | null>;
   /** NAR bytes the owner holds staged and unexpired at `at`. */
   stagedBytes(owner: string, at: number): Promise<number>;
+  /**
+   * Records that a staged NAR's packs are durable, with its final parts; false when the record is
+   * gone (replaced or expired meanwhile: nobody will commit it, and its packs are the caller's to drop).
+   */
+  markStagedDurable(id: number, parts: StagedParts): Promise<boolean>;
   /** Deletes a staged NAR's record and releases its lease; returns it when it was still there. */
   unstageNar(id: number): Promise<StagedNarRecord | null>;
   /**

@@ -19,8 +19,7 @@ export { errorResponse };
  * each translating requests into typed domain calls, and the browser dashboard (dashboard.ts). Errors from every one of them are answered
  * here, in one shape. The /_api routes are mounted before the binary cache's /:cache ones.
  */
-export function buildApp(g: Garret, ops: OpsOptions = { metricsToken: null }) {
-  const push = new NativePush(g, g.upload);
+export function buildApp(g: Garret, ops: OpsOptions = { metricsToken: null }, push = new NativePush(g, g.upload)) {
   return new Elysia()
     .onError({ as: "global" }, ({ error, code, request }) => {
       if (code === "NOT_FOUND") return errorResponse(404, "NotFound", "No such endpoint.");

@@ -1,6 +1,7 @@
 import type { Server } from "bun";
 import type { Garret } from "../cache/context.ts";
 import { buildApp, type GarretApp } from "./app.ts";
+import { NativePush } from "../cache/native-push.ts";
 import { HEAD_MARKER } from "./head.ts";
 import type { ListenAddress } from "../config.ts";
 import type { OpsOptions } from "./ops.ts";
@@ -58,7 +59,7 @@ function routable(request: Request): Request {
  */
 export interface RunningServer {
   server: Server<undefined>;
-  /** Requests being handled right now, uploads included. */
+  /** Requests being handled right now, uploads included, and staged NARs still being synced. */
   inFlight(): number;
 }
 
@@ -81,7 +82,8 @@ export function startServer(
   g: Garret, listen: ListenAddress, log: (line: string) => void,
   opts: ServerOptions = { logFormat: "text", metricsToken: null },
 ): RunningServer {
-  const app = buildApp(g, opts);
+  const push = new NativePush(g, g.upload);
+  const app = buildApp(g, opts, push);
   let inFlight = 0;
   const server = Bun.serve({
     hostname: listen.hostname,
@@ -138,7 +140,8 @@ export function startServer(
       }
     },
   });
-  return { server, inFlight: () => inFlight };
+  // A staged NAR's packs are synced just after its PUT answers: shutdown waits for that too.
+  return { server, inFlight: () => inFlight + push.pendingSeals() };
 }
 
 /**

@@ -50,6 +50,12 @@ export interface Expected {
   narSize: number | null;
   maxSize: number;
   check?: () => Promise<void> | void;
+  /**
+   * Return once the NAR is measured, before its packs are durable (`StagedNar.durable` says when
+   * they are): a native PUT's NAR is only staged, and its narinfo's commit awaits that, so the
+   * fsync overlaps the client's round trip to send the narinfo.
+   */
+  lateSeal?: boolean;
 }
 
 /** A NAR whose bytes are durable in storage but not yet visible in any cache. */
@@ -63,6 +69,11 @@ export interface StagedNar {
   dedupBytes: number;
   /** Compressed bytes this upload added to storage. */
   storedBytes: number;
+  /**
+   * Settles once `packs` are durable and `newChunks` have their final place (already, unless
+   * `lateSeal`); rejects when storage failed, and then nothing of this NAR is kept.
+   */
+  durable: Promise<void>;
 }
 
 const toHex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
@@ -353,14 +364,28 @@ async function ingestSized(
     throw err;
   }
 
-  try {
-    await sink.seal();
-    sink.place(newChunks);
-  } catch (err) {
-    await sink.discard();
-    throw err;
+  const seal = async (): Promise<void> => {
+    try {
+      await sink.seal();
+      sink.place(newChunks);
+    } catch (err) {
+      await sink.discard();
+      throw err;
+    }
+  };
+  let durable: Promise<void>;
+  if (expected.lateSeal) {
+    // Started on the next turn: the pack record and the file's writes run on this thread, and
+    // the PUT's answer should go out before them, not after.
+    durable = new Promise<void>((resolve) => setImmediate(resolve)).then(seal);
+    durable.catch(() => {}); // whoever commits awaits it and sees the failure; nobody else must
+  } else {
+    await seal();
+    durable = Promise.resolve();
   }
-  return { narHash: narHashHex, narSize, chunkHashes, newChunks, packs: sink.packs, dedupBytes, storedBytes };
+  return {
+    narHash: narHashHex, narSize, chunkHashes, newChunks, packs: sink.packs, dedupBytes, storedBytes, durable,
+  };
 }
 
 /**
@@ -382,6 +407,8 @@ async function forgetPacks(storage: Storage, meta: MetaStore, packs: { id: numbe
  * Deletes the packs of a staged NAR that will not be committed. A shared pack stays: other
  * uploads may commit into it, and if none does the collector takes it.
  */
-export async function discardStaged(deps: { storage: Storage; meta: MetaStore }, staged: { packs: PackRef[] }): Promise<void> {
+export async function discardStaged(deps: { storage: Storage; meta: MetaStore }, staged: { packs: PackRef[]; durable?: Promise<void> }): Promise<void> {
+  // A seal still running would leave its pack behind; a failed one has discarded its packs itself.
+  if (staged.durable && !(await staged.durable.then(() => true, () => false))) return;
   await forgetPacks(deps.storage, deps.meta, staged.packs.filter((p) => !p.shared));
 }

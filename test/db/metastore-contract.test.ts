@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { openMetaStore, parseDatabaseUrl, DatabaseUnavailable } from "../../src/db/open.ts";
 import { MIGRATIONS, PG_MIGRATIONS } from "../../src/db/migrations.ts";
 import { PG_CACHE_RECORD_MS, PostgresMetaStore } from "../../src/db/postgres.ts";
-import { CacheChanged, type CacheRecord, type CacheStats, type DailyBytes, type MetaStore, type UploadCommit } from "../../src/db/types.ts";
+import { CacheChanged, StagingGone, type CacheRecord, type CacheStats, type DailyBytes, type MetaStore, type UploadCommit } from "../../src/db/types.ts";
 import * as dash from "../../src/db/dashboard-sql.ts";
 import { Database } from "bun:sqlite";
 import { SQL } from "bun";
@@ -382,6 +382,50 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect(await a.deleteCache(two)).toBe(true);
       await check();
       expect((await a.allCacheStats()).has(two.id)).toBe(false);
+    });
+
+    test("native staging: quota checked in the insert, a replaced or undurable record is never published, expiry takes its packs", async () => {
+      const url = await fresh();
+      const [a, b] = [await open(url), await open(url)];
+      const cache = await a.createCache(newCache("stage"));
+      const ident = { id: cache.id, name: cache.name, createdAt: cache.createdAt };
+      const at = Math.floor(Date.now() / 1000);
+      const stage = async (m: MetaStore, file: string, salt: string, size: number, expiresAt = at + 3600) => {
+        const commit = await upload(m, cache, pathHash(Number.parseInt(salt, 36) % 1000), salt, 2);
+        const leaseId = await m.acquireUploadLease(at, 3600);
+        const parts = { chunkHashes: commit.chunkHashes, newChunks: commit.newChunks, packs: commit.packs.map((p) => ({ ...p, key: `k${p.id}` })) };
+        const r = await m.stageNar({ cacheId: cache.id, file, owner: "alice", leaseId, narHash: commit.narHash, narSize: size, parts, createdAt: at, expiresAt }, ident, 1000);
+        return { r, commit, parts };
+      };
+      // Two replicas staging at once for one owner: both cannot fit in the last of the quota.
+      const [x, y] = await Promise.all([stage(a, "x.nar.zst", "x1", 600), stage(b, "y.nar.zst", "y1", 600)]);
+      expect([x.r, y.r].filter((r) => r !== null).length).toBe(1);
+      const won = (x.r ? x : y);
+      const wonFile = x.r ? "x.nar.zst" : "y.nar.zst";
+      expect(await a.stagedBytes("alice", at)).toBe(600);
+      // Not durable yet: found, but a commit naming it is refused.
+      const found = (await b.findStagedNar(cache.id, wonFile, at))!;
+      expect(found.durable).toBe(false);
+      await expect(a.commitUpload({ ...won.commit, stagedId: found.id })).rejects.toBeInstanceOf(StagingGone);
+      // Sent again: the new record replaces it, and the old one can no longer be marked durable.
+      const again = await stage(b, wonFile, "z1", 500);
+      expect(again.r!.replaced!.id).toBe(found.id);
+      expect(await a.markStagedDurable(found.id, won.parts)).toBe(false);
+      expect(await a.markStagedDurable(again.r!.id, again.parts)).toBe(true);
+      expect((await a.findStagedNar(cache.id, wonFile, at))!.durable).toBe(true);
+      const r = await a.commitUpload({ ...again.commit, stagedId: again.r!.id });
+      expect(r.narExisted).toBe(false);
+      // Published: consumed once, its room is back.
+      await expect(b.commitUpload({ ...again.commit, stagedId: again.r!.id })).rejects.toBeInstanceOf(StagingGone);
+      expect(await a.stagedBytes("alice", at)).toBe(0);
+      // An orphan past its expiry: not found, not counted; the collector drops it and its own pack.
+      const orphan = await stage(a, "o.nar.zst", "o1", 100, at - 1);
+      expect(await a.findStagedNar(cache.id, "o.nar.zst", at)).toBeNull();
+      expect(await a.countStagedNars(cache.id, at)).toBe(0);
+      expect(await b.expireStagedNars(at)).toBe(1);
+      const packId = orphan.commit.packs[0]!.id;
+      expect((await a.packsToDelete(at)).map((p) => p.id)).toContain(packId);
+      expect(await a.unstageNar(orphan.r!.id)).toBeNull();
     });
   });
 }
