@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { openDb } from "../helpers/db.ts";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { buildExpr, requireNix, run, SH, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildExpr, narStream, requireNix, run, SH, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { Pty } from "../setup/pty.ts";
 import { inPty } from "../client/helpers.ts";
@@ -100,7 +100,7 @@ describe("SIGTERM", () => {
       const token = mintToken(server.dataDir, "--pull", "*", "--push", "*", "--create-cache", "*");
       await createCache(server.url, token, "t");
       const path = buildExpr(`let ${SH} in sh "sigterm-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c ${24 * MiB} /dev/urandom > $out/big"`);
-      const body = trickle(Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe" }).stdout, rate);
+      const body = trickle(narStream(path), rate);
       const upload = uploadPath(server.url, token, "t", path, body).then((r) => r.status, () => 0);
       await Bun.sleep(500);
       const signalled = Date.now();

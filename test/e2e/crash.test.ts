@@ -4,7 +4,7 @@
  * leftovers are recorded for the collector, and re-pushing succeeds.
  */
 import { afterAll, expect, test } from "bun:test";
-import { buildExpr, requireNix, SH, uniqueTag } from "../helpers/nix.ts";
+import { buildExpr, narStream, requireNix, SH, uniqueTag } from "../helpers/nix.ts";
 import { createCache, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { danglingChunks, openDb, storeHashOf, uploadPath } from "../helpers/api.ts";
 
@@ -40,7 +40,7 @@ test("SIGKILL mid-upload leaves a consistent store, and a re-push succeeds", asy
   await createCache(server.url, token, "crash");
 
   const victim = server;
-  const dump = Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe" }).stdout;
+  const dump = narStream(path);
   const body = killAfter(dump, 80 * MiB, () => victim.proc.kill("SIGKILL"));
   const outcome = await uploadPath(server.url, token, "crash", path, body).then((r) => r.status, (e: Error) => e.message);
   expect(outcome).not.toBe(200);

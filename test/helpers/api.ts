@@ -1,7 +1,7 @@
 import { openDb } from "./db.ts";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { runOk } from "./nix.ts";
+import { narStream, runOk } from "./nix.ts";
 
 export interface PathInfo {
   path: string;
@@ -25,7 +25,7 @@ export async function uploadPath(
   url: string, token: string, cache: string, path: string, body?: ReadableStream<Uint8Array>,
 ): Promise<Response> {
   const info = pathInfo(path);
-  const nar = body ?? Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe" }).stdout;
+  const nar = body ?? narStream(path);
   return fetch(`${url}/_api/v1/upload-path`, {
     method: "PUT",
     headers: {

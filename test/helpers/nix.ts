@@ -89,6 +89,14 @@ export function buildClosure(tag: string, opts: { bigBytes?: number } = {}): { t
   return { top, dep };
 }
 
+/**
+ * A path's NAR as a stream. nix-store's stderr is dropped: a test that cuts the upload short (a
+ * server killed mid-body) closes the pipe, and nix-store would print "writing to file: Broken pipe".
+ */
+export function narStream(path: string): ReadableStream<Uint8Array> {
+  return Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe", stderr: "ignore" }).stdout;
+}
+
 export function narOf(path: string): Buffer {
   return Buffer.from(Bun.spawnSync(["nix-store", "--dump", path]).stdout);
 }

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { copyFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildClosure, buildExpr, deleteClosure, narOf, NIX_OPTS, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildClosure, buildExpr, deleteClosure, narOf, narStream, NIX_OPTS, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
 import { S3_BUCKET, startS3, type TestS3 } from "../helpers/s3.ts";
@@ -193,7 +193,7 @@ describe("two replicas, one PostgreSQL, one bucket", () => {
     await createCache(a.url, token, "crash");
     const path = buildExpr(`let ${SH} in sh "crash-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c ${48 * MiB} /dev/urandom > $out/big"`);
     const before = bucket();
-    const dump = Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe" }).stdout;
+    const dump = narStream(path);
     let seen = 0;
     const body = dump.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, c) {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildClosure, buildExpr, deleteClosure, narOf, requireNix, run, SH, substitute, uniqueTag } from "../helpers/nix.ts";
+import { buildClosure, buildExpr, deleteClosure, narOf, narStream, requireNix, run, SH, substitute, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { narinfoOf, openDb, pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
 import { S3_BUCKET, startS3, type TestS3 } from "../helpers/s3.ts";
@@ -97,7 +97,7 @@ describe("S3 backend end to end", () => {
     const path = buildExpr(`let ${SH} in sh "s3-fault-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c ${40 * MiB} /dev/urandom > $out/big"`);
     let seen = 0;
     let stopped: Promise<void> | null = null;
-    const body = Bun.spawn(["nix-store", "--dump", path], { stdout: "pipe" }).stdout.pipeThrough(new TransformStream({
+    const body = narStream(path).pipeThrough(new TransformStream({
       transform(chunk, controller) {
         seen += chunk.length;
         if (seen > 12 * MiB && !stopped) stopped = s3.stop();
