@@ -108,6 +108,15 @@ function nativeUpload(path: string): { file: Buffer; name: string; narinfo: stri
   return { file, name, narinfo, hash: path.slice("/nix/store/".length, "/nix/store/".length + 32) };
 }
 
+/** The path deleted here and substituted from the cache, only its key trusted: the same NAR comes back. */
+function expectSubstituted(cacheUrl: string, key: string, token: string, path: string, nar: Buffer): void {
+  deleteClosure(path);
+  const netrc = join(tempDir(), "netrc");
+  writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
+  expect(substitute(cacheUrl, key, path, netrc).code).toBe(0);
+  expect(narOf(path).equals(nar)).toBe(true);
+}
+
 describe("staging is in the database", () => {
   test("a NAR staged before a restart is published by the narinfo PUT sent after it", async () => {
     let s = await startServer();
@@ -122,11 +131,7 @@ describe("staging is in the database", () => {
       s = await startServer({ dataDir: s.dataDir });
       expect((await fetch(`${s.url}/st-restart/nar/${up.name}`, { method: "HEAD", headers: auth(token) })).status).toBe(200);
       expect((await fetch(`${s.url}/st-restart/${up.hash}.narinfo`, { method: "PUT", headers: auth(token), body: up.narinfo })).status).toBe(204);
-      deleteClosure(path);
-      const netrc = join(tempDir(), "netrc");
-      writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
-      expect(substitute(`${s.url}/st-restart`, key, path, netrc).code).toBe(0);
-      expect(narOf(path).equals(nar)).toBe(true);
+      expectSubstituted(`${s.url}/st-restart`, key, token, path, nar);
     } finally {
       await s.stop();
     }
@@ -155,11 +160,7 @@ describe("staging is in the database", () => {
       expect((await fetch(`${s.url}/st-second/${up.hash}.narinfo`, { method: "PUT", headers: auth(token), body: up.narinfo })).status).toBe(204);
       // Published, its chunks are referenced again: another collection leaves them.
       expect(run(garretCmd("gc", "--data", s.dataDir, "--json"), { env: { GARRET_GC_GRACE: "0" } }).code).toBe(0);
-      deleteClosure(path);
-      const netrc = join(tempDir(), "netrc");
-      writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
-      expect(substitute(`${s.url}/st-second`, key, path, netrc).code).toBe(0);
-      expect(narOf(path).equals(nar)).toBe(true);
+      expectSubstituted(`${s.url}/st-second`, key, token, path, nar);
     } finally {
       await s.stop();
     }
