@@ -225,11 +225,6 @@ export class NativePush {
     return this.sealing.size;
   }
 
-  /** How many NARs are staged for a cache (tests and the operator's view). */
-  stagedCount(cacheId: number): Promise<number> {
-    return this.g.meta.countStagedNars(cacheId, nowSeconds());
-  }
-
   /**
    * A narinfo PUT for a path the cache holds and no NAR staged: what `nix store sign --store URL`
    * sends (the narinfo it was served, plus its signature). Taken only when nothing but Sig lines

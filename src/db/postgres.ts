@@ -706,10 +706,6 @@ export class PostgresMetaStore implements MetaStore {
     });
   }
 
-  async countStagedNars(cacheId: number, at: number): Promise<number> {
-    return (await this.one<{ n: number }>("SELECT COUNT(*) AS n FROM staged_nars WHERE cache_id = $1 AND expires_at > $2", [cacheId, at]))!.n;
-  }
-
   async oldestLiveLease(at: number): Promise<number | null> {
     return (await this.one<{ t: number | null }>("SELECT MIN(started_at) AS t FROM upload_leases WHERE expires_at > $1", [at]))!.t;
   }

@@ -671,10 +671,6 @@ export class SqliteMetaStore implements MetaStore {
     }).immediate();
   }
 
-  async countStagedNars(cacheId: number, at: number): Promise<number> {
-    return (this.db.query("SELECT COUNT(*) AS n FROM staged_nars WHERE cache_id = ? AND expires_at > ?").get(cacheId, at) as { n: number }).n;
-  }
-
   async oldestLiveLease(at: number): Promise<number | null> {
     const r = this.db.query("SELECT MIN(started_at) AS t FROM upload_leases WHERE expires_at > ?").get(at) as { t: number | null };
     return r.t;

@@ -214,8 +214,6 @@ export interface StagingStore {
    * their own (unshared) pending packs for deletion at once; returns how many went.
    */
   expireStagedNars(at: number): Promise<number>;
-  /** How many live NARs are staged for a cache. */
-  countStagedNars(cacheId: number, at: number): Promise<number>;
 }
 
 /**
