@@ -30,7 +30,7 @@ export function startCollector(g: Garret & { access: AccessTracker }, config: Se
       g.metrics?.gcRuns.inc({ result: "ok" });
       remember(g, { at: Math.floor(Date.now() / 1000), result: "ok", freedBytes: Math.max(0, r.bytes), objects: r.objects, chunks: r.chunks, packs: r.packs });
       g.metrics?.gcFreedBytes.inc({}, Math.max(0, r.bytes));
-      for (const kind of ["objects", "nars", "chunks", "packs", "leftovers"] as const) g.metrics?.gcRemoved.inc({ kind }, r[kind]);
+      for (const kind of ["objects", "nars", "chunks", "packs", "staged", "leftovers"] as const) g.metrics?.gcRemoved.inc({ kind }, r[kind]);
       if (r.objects + r.nars + r.chunks + r.packs + r.leftovers > 0) {
         log(`gc: removed ${r.objects} objects, ${r.nars} NARs, ${r.chunks} chunks, ${r.packs} packs (${r.compacted} compacted), ${r.leftovers} leftovers; freed ${r.bytes} bytes`);
       }
