@@ -47,6 +47,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: "gc.interval", env: "GARRET_GC_INTERVAL", flag: "gc-interval", doc: "time between collections in serve (duration; 0 = off)" },
   { key: "upload.staging-quota", env: "GARRET_UPLOAD_STAGING_QUOTA", doc: "NAR bytes one token may hold staged by nix copy PUTs (bytes, or 500MB, 10GiB)" },
   { key: "upload.staging-ttl", env: "GARRET_UPLOAD_STAGING_TTL", doc: "how long a staged NAR waits for its narinfo (duration)" },
+  { key: "upload.max-nar-size", env: "GARRET_UPLOAD_MAX_NAR_SIZE", doc: "largest NAR one upload may be, decoded (bytes, or 500MB, 64GiB; 0 = no limit)" },
 ];
 
 /** The nearest of `known` to `word`, if it is near enough to be a typo. */

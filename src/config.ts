@@ -220,6 +220,7 @@ function gcSettings(s: Settings, flags: ServerFlags): GcOptions {
 /**
  * `[upload] staging-quota` (bytes of staged NAR per token; a number, or "10GiB", "500MB") and
  * `staging-ttl` (seconds, or "30s", "15m", "1h"): native `nix copy` PUTs not yet named by a narinfo.
+ * `max-nar-size` (bytes; 0 or absent: no limit): the largest NAR any upload may be, decoded.
  */
 function uploadSettings(s: Settings): UploadLimits {
   const quotaText = s.text("upload.staging-quota", "GARRET_UPLOAD_STAGING_QUOTA");
@@ -234,7 +235,16 @@ function uploadSettings(s: Settings): UploadLimits {
   const ttl = s.duration("upload.staging-ttl", "GARRET_UPLOAD_STAGING_TTL");
   if (ttl !== undefined && ttl <= 0) throw new ConfigError("upload.staging-ttl: must be longer than 0");
   const stagingTtlMs = ttl === undefined ? DEFAULT_UPLOAD.stagingTtlMs : ttl * 1000;
-  return { stagingQuota, stagingTtlMs };
+  const maxText = s.text("upload.max-nar-size", "GARRET_UPLOAD_MAX_NAR_SIZE");
+  let maxNarSize = DEFAULT_UPLOAD.maxNarSize;
+  if (maxText !== undefined && maxText !== "0") {
+    try {
+      maxNarSize = parseSize(maxText, "upload.max-nar-size");
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+  }
+  return { stagingQuota, stagingTtlMs, maxNarSize };
 }
 
 /** A PEM value given inline, or the path of a file holding it (relative to the config file). */

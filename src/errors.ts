@@ -21,7 +21,8 @@ export type ErrorCode =
   | "StorageError"
   | "ObjectInUse"
   | "PathExists"
-  | "InvalidSignature";
+  | "InvalidSignature"
+  | "NarTooLarge";
 
 export class GarretError extends Error {
   constructor(readonly code: ErrorCode, message: string) {
@@ -50,4 +51,5 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   ObjectInUse: 409,
   PathExists: 409,
   InvalidSignature: 400,
+  NarTooLarge: 413,
 };

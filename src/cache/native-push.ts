@@ -15,15 +15,17 @@ import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { cacheKey } from "./keys.ts";
 import { objectFingerprint, servedNarInfo } from "./paths.ts";
-import { tokenIdOf, type PushOrigin } from "./upload.ts";
+import { narTooLarge, tokenIdOf, type PushOrigin } from "./upload.ts";
 
-/** `[upload]` settings: how much a token may hold staged, and for how long. */
+/** `[upload]` settings: how much a token may hold staged, and for how long; the largest NAR taken. */
 export interface UploadLimits {
   stagingQuota: number; // bytes of NAR per token
   stagingTtlMs: number;
+  /** Bytes of (decoded) NAR one upload may be, native or Attic's; null: no limit. */
+  maxNarSize: number | null;
 }
 
-export const DEFAULT_UPLOAD: UploadLimits = { stagingQuota: 10 * 1024 ** 3, stagingTtlMs: 3600_000 };
+export const DEFAULT_UPLOAD: UploadLimits = { stagingQuota: 10 * 1024 ** 3, stagingTtlMs: 3600_000, maxNarSize: null };
 
 /** File names Nix's HTTP binary cache store PUTs a NAR under, and the encoding of each. */
 const NAR_PUT = /^([0-9a-df-np-sv-z]{52})\.nar(\.xz|\.zst|\.bz2|\.br)?$/;
@@ -86,8 +88,12 @@ export class NativePush {
     const owner = this.ownerOf(caller);
     const quota = this.limits.stagingQuota;
     // A first bound on how far the body may decode; the record's insert checks the quota again.
-    const room = quota - (await this.g.meta.stagedBytes(owner, nowSeconds()));
-    if (room <= 0) throw quotaExceeded(quota);
+    const left = quota - (await this.g.meta.stagedBytes(owner, nowSeconds()));
+    if (left <= 0) throw quotaExceeded(quota);
+    // Decoding stops at whichever comes first: the staging room, or the server's largest NAR.
+    const max = this.limits.maxNarSize;
+    const room = max !== null && max < left ? max : left;
+    const tooLarge = (): GarretError => (room === max ? narTooLarge(max) : quotaExceeded(quota));
 
     const fileHasher = new Bun.CryptoHasher("sha256");
     const check = (): void => {
@@ -115,7 +121,7 @@ export class NativePush {
       }, this.g.ingest);
     } catch (err) {
       await lease.release();
-      throw asUploadError(err, quota);
+      throw asUploadError(err, tooLarge);
     }
     await this.stage(cache, file, owner, lease, nar);
   }
@@ -175,7 +181,7 @@ export class NativePush {
         return await local;
       } catch (err) {
         if (err instanceof StagingGone) return null;
-        throw asUploadError(err, this.limits.stagingQuota);
+        throw asUploadError(err, () => quotaExceeded(this.limits.stagingQuota));
       }
     }
     // Not sealing here: another replica is syncing it, or stopped before it could (then never).
@@ -369,10 +375,13 @@ const unchanged = (a: string | undefined, b: string | undefined): boolean => (a 
 const quotaExceeded = (quota: number): GarretError => new GarretError("StagingQuotaExceeded",
   `this NAR does not fit in the token's staging quota of ${quota} bytes; publish staged NARs with their narinfos or wait for them to expire`);
 
-/** A NAR PUT claims no size: going past the room left (decoded or plain) is the staging quota. */
-function asUploadError(err: unknown, quota: number): unknown {
-  if (err instanceof DecodeError) return err.reason === "limit" ? quotaExceeded(quota) : new GarretError("InvalidEncoding", err.message);
-  if (err instanceof UploadRejected && err.reason === "size") return quotaExceeded(quota);
+/**
+ * A NAR PUT claims no size: going past the room left (decoded or plain) is the staging quota, or
+ * the server's largest NAR when that is smaller (`overLimit` says which).
+ */
+function asUploadError(err: unknown, overLimit: () => GarretError): unknown {
+  if (err instanceof DecodeError) return err.reason === "limit" ? overLimit() : new GarretError("InvalidEncoding", err.message);
+  if (err instanceof UploadRejected && err.reason === "size") return overLimit();
   if (err instanceof UploadRejected) {
     const code = ({ hash: "HashMismatch", file: "HashMismatch", size: "SizeMismatch", structure: "InvalidNar" } as const)[err.reason];
     return new GarretError(code, err.message);

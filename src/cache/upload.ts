@@ -111,6 +111,10 @@ export function tokenIdOf(caller: Caller): string | null {
   return typeof jti === "string" ? jti : null;
 }
 
+/** An upload past `[upload] max-nar-size`, native or Attic's. */
+export const narTooLarge = (max: number): GarretError => new GarretError("NarTooLarge",
+  `the NAR is larger than this server's upload.max-nar-size of ${max} bytes`);
+
 export async function uploadPath(
   g: Garret, caller: Caller, rawInfo: unknown, body: AsyncIterable<Uint8Array>, contentEncoding: string,
   origin: PushOrigin = { client: null },
@@ -119,6 +123,9 @@ export async function uploadPath(
   if (typeof cacheName !== "string") throw bad("InvalidNarInfo", "cache is required");
   const cache: CacheRecord = await authorize(g, caller, cacheName, "push");
   const info = parseUploadInfo(rawInfo, cache.storeDir);
+  // Refused before a byte is read: decoding stops at the claimed size, so this bounds the work too.
+  const max = g.upload?.maxNarSize ?? null;
+  if (max !== null && info.narSize > max) throw narTooLarge(max);
   if (!isSupportedContentEncoding(contentEncoding)) {
     throw new GarretError("UnsupportedEncoding", `Content-Encoding ${contentEncoding} is not supported`);
   }
