@@ -55,11 +55,12 @@ describe("queue", () => {
     const queued = JSON.parse((await runAsyncOk(garretCmd("queue", "--list", "--json"), { env })).stdout) as { path: string }[];
     expect(queued.map((q) => q.path).sort()).toEqual([...all].sort());
 
-    // One more hook run with the server down, timed: it only appends to the spool.
+    // One more hook run with the server down: it only appends to the spool, and says so (no
+    // connection attempt to report, no retry). Its time is printed, not asserted: CI is loaded.
     const one = await runAsync(garretCmd("queue", `local:${cache}`), { env: { ...env, OUT_PATHS: tops[0]! } });
     expect(one.code).toBe(0);
+    expect(`${one.stdout}${one.stderr}`.trim()).toMatch(/^garret queue: queued 0 path\(s\) for local:\S+ \(1 already queued\)$/);
     console.log(`garret queue with the server down: ${one.ms.toFixed(0)} ms (process start included)`);
-    expect(one.ms).toBeLessThan(1500);
 
     // The worker starts while the server is still down, and keeps trying.
     const workerLog = join(tempDir("garret-worker-"), "worker.log");

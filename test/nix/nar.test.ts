@@ -265,7 +265,7 @@ describe("streaming", () => {
     expect(v.bytesSeen).toBe(b.length);
   });
 
-  test("file contents are skipped, not buffered: 1 GiB through one 1 MiB buffer, fast", () => {
+  test("file contents are skipped, not buffered: 1 GiB through one 1 MiB buffer", () => {
     const size = 1024 * 1024 * 1024;
     const head = new NarWriter().str("nix-archive-1").str("(").str("type").str("regular").str("contents").bytes();
     const len = new Uint8Array(8);
@@ -273,15 +273,21 @@ describe("streaming", () => {
     const tail = new NarWriter().str(")").bytes();
     const block = new Uint8Array(1024 * 1024).fill(0xab);
     const v = new NarValidator();
+    const rss = process.memoryUsage().rss;
+    let grew = 0;
     const t0 = performance.now();
     v.push(head);
     v.push(len);
-    for (let i = 0; i < size / block.length; i++) v.push(block);
+    for (let i = 0; i < size / block.length; i++) {
+      v.push(block);
+      if (i % 64 === 0) grew = Math.max(grew, process.memoryUsage().rss - rss);
+    }
     v.push(tail);
     v.finish();
-    const ms = performance.now() - t0;
+    console.log(`NarValidator: 1 GiB of file contents in ${(performance.now() - t0).toFixed(0)} ms, resident memory grew ${(grew / 2 ** 20).toFixed(0)} MiB at most`);
     expect(v.bytesSeen).toBe(head.length + 8 + size + tail.length);
-    expect(ms).toBeLessThan(1000);
+    // Kept, 1 GiB would show; skipped, nothing but noise does. (Speed is the ingest bench's.)
+    expect(grew).toBeLessThan(128 * 2 ** 20);
   });
 
   test("many small files: throughput of the token path", () => {
@@ -289,9 +295,8 @@ describe("streaming", () => {
     for (let i = 0; i < 20000; i++) entries.push([`f${String(i).padStart(6, "0")}`, { type: "regular", executable: i % 3 === 0, contents: `file ${i}` }]);
     const b = nar({ type: "directory", entries });
     const t0 = performance.now();
-    validate(randomSplits(b, prng(7), 65536));
-    const ms = performance.now() - t0;
-    // Roughly 200 bytes of tokens per file; this is far below what any upload link delivers.
-    expect(ms).toBeLessThan(2000);
+    expect(() => validate(randomSplits(b, prng(7), 65536))).not.toThrow();
+    // Roughly 200 bytes of tokens per file; printed, not asserted (speed is the ingest bench's).
+    console.log(`NarValidator: 20000 small files in ${(performance.now() - t0).toFixed(0)} ms`);
   });
 });
