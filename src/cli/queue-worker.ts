@@ -6,6 +6,9 @@ import { lineReporter } from "./progress.ts";
 import { resolveRemote } from "./remote.ts";
 import { CliError } from "./errors.ts";
 
+/** A worker gives held entries another try every this many intervals (capped at 10 minutes). */
+const HELD_RETRY_INTERVALS = 100;
+
 export interface WorkerOptions {
   /** --worker: run until killed; --drain: until the queue is empty (or stuck). */
   forever: boolean;
@@ -57,13 +60,20 @@ export async function runWorker(spool: Spool, opts: WorkerOptions): Promise<void
     eventsFor: (cache: string) => lineReporter(opts.json ? "json" : "plain", cache).events,
     log,
   };
-  // Held entries (their cache did not exist) get one more try in each new run: reported again, not forgotten.
+  // Held entries (their cache did not exist) get one more try in each new run, and in a worker
+  // every HELD_RETRY_INTERVALS intervals (10 minutes at most): the cache may have been created.
   spool.releaseHeld();
+  let heldReleasedAt = Date.now();
+  const heldRetryMs = Math.min(600_000, opts.intervalMs * HELD_RETRY_INTERVALS);
   const maxBackoff = Math.min(60000, opts.intervalMs * 32);
   let backoff = 0;
   const total = { done: 0, dropped: 0 };
   try {
     for (;;) {
+      if (opts.forever && Date.now() - heldReleasedAt >= heldRetryMs) {
+        heldReleasedAt = Date.now();
+        if (spool.releaseHeld() > 0) remotes.clear(); // the cache's record is looked up again
+      }
       if (spool.count() === 0) {
         if (!opts.forever) break;
         await Bun.sleep(opts.intervalMs);

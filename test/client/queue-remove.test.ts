@@ -89,6 +89,29 @@ describe("queue and a cache that does not exist", () => {
     expect(none.stderr).toContain("usage: garret queue --remove ID|PATH...");
   });
 
+  test("a running worker gives held entries another try: created later, the cache gets them without a restart", async () => {
+    const env = envWith();
+    const later = `later-${uniqueTag()}`;
+    const a = wideClosure(uniqueTag(), 1).top;
+    await runAsyncOk(garretCmd("queue", `local:${later}`, a), { env });
+    // --interval 0.05: held entries are retried every 100 intervals, 5 s.
+    const worker = Bun.spawn(garretCmd("queue", "--worker", "--interval", "0.05"), { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+    try {
+      for (let i = 0; i < 600 && (await list(env))[0]?.held == null; i++) await Bun.sleep(50);
+      expect((await list(env))[0]!.held).toContain("does not exist");
+      await createCache(server.url, client.token, later);
+      // No restart and nothing queued again: the worker's own retry uploads it.
+      for (let i = 0; i < 1200 && (await list(env)).length > 0; i++) await Bun.sleep(50);
+      expect(await list(env)).toEqual([]);
+      const info = await fetch(`${server.url}/${later}/${a.slice("/nix/store/".length, "/nix/store/".length + 32)}.narinfo`,
+        { headers: { authorization: `Bearer ${client.token}` } });
+      expect(info.status).toBe(200);
+    } finally {
+      worker.kill();
+      await worker.exited;
+    }
+  });
+
   test("queuing a held path again releases it", async () => {
     const env = envWith();
     const late = `late-${uniqueTag()}`;

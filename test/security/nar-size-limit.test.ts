@@ -27,7 +27,7 @@ afterAll(async () => {
 });
 
 const sha = (b: Uint8Array): Uint8Array => new Bun.CryptoHasher("sha256").update(b).digest() as Uint8Array;
-const auth = { authorization: `Bearer ${token}` };
+const auth = (): Record<string, string> => ({ authorization: `Bearer ${token}` });
 const pathOf = (bytes: number): string =>
   buildExpr(`let ${SH} in sh "limit-${uniqueTag()}" "/bin/mkdir $out; /usr/bin/head -c ${bytes} /dev/urandom > $out/data"`);
 
@@ -37,7 +37,7 @@ async function expectRefused(res: Response): Promise<void> {
 
 /** A native PUT of `file` under the name Nix gives it. */
 const putNar = (file: Uint8Array): Promise<Response> =>
-  fetch(`${server.url}/limited/nar/${encodeBase32(sha(file))}.nar.zst`, { method: "PUT", headers: { authorization: `Bearer ${token}` }, body: file });
+  fetch(`${server.url}/limited/nar/${encodeBase32(sha(file))}.nar.zst`, { method: "PUT", headers: auth(), body: file });
 
 describe("a NAR past upload.max-nar-size", () => {
   test("upload-path: refused before its body is read, nothing stored", async () => {
@@ -45,7 +45,7 @@ describe("a NAR past upload.max-nar-size", () => {
     const before = storageFiles(server.dataDir).length;
     await expectRefused(await uploadPath(server.url, token, "limited", path));
     expect(storageFiles(server.dataDir).length).toBe(before);
-    const info = await fetch(`${server.url}/limited/${storeHashOf(path)}.narinfo`, { headers: auth });
+    const info = await fetch(`${server.url}/limited/${storeHashOf(path)}.narinfo`, { headers: auth() });
     expect(info.status).toBe(404);
   });
 
@@ -56,7 +56,7 @@ describe("a NAR past upload.max-nar-size", () => {
     expect(bomb.length).toBeLessThan(64 * 1024);
     for (const file of [real, bomb]) {
       await expectRefused(await putNar(file));
-      const head = await fetch(`${server.url}/limited/nar/${encodeBase32(sha(file))}.nar.zst`, { method: "HEAD", headers: auth });
+      const head = await fetch(`${server.url}/limited/nar/${encodeBase32(sha(file))}.nar.zst`, { method: "HEAD", headers: auth() });
       expect(head.status).toBe(404);
     }
     expect(storageFiles(server.dataDir).length).toBe(before);
