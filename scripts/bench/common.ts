@@ -512,3 +512,23 @@ export function registerStoppable(s: { stop(): Promise<void> | void }): void {
 export function unregisterStoppable(s: { stop(): Promise<void> | void }): void {
   running.delete(s);
 }
+
+/** The trivial PUT server (see static-put-server.ts) on a free port, stopped with the others. */
+export async function startStaticServer(): Promise<{ url: string; pid: number }> {
+  const logPath = join(tempDir("garret-bench-static-"), "log");
+  const proc = Bun.spawn([BUN, join(import.meta.dir, "static-put-server.ts")], { stdout: Bun.file(logPath), stderr: Bun.file(logPath) });
+  const stoppable = {
+    async stop() {
+      unregisterStoppable(stoppable);
+      proc.kill();
+      await proc.exited;
+    },
+  };
+  registerStoppable(stoppable);
+  for (;;) {
+    const m = existsSync(logPath) ? /listening on (\S+)/.exec(readFileSync(logPath, "utf8")) : null;
+    if (m) return { url: m[1]!, pid: proc.pid };
+    if (proc.exitCode !== null) throw new Error(`static-put-server did not start: ${readFileSync(logPath, "utf8")}`);
+    await Bun.sleep(20);
+  }
+}

@@ -14,11 +14,11 @@
  * cache, directory or server path, so every path is really sent; the three targets alternate so
  * load drifts hit all of them.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   buildWideClosure, createCache, mintToken, NIX_OPTS, parseFlags, printTable, removeDir, requireNix, run, section,
-  registerStoppable, startGarret, stopAll, tempDir, unregisterStoppable, writeSummary, BUN, type SummaryRow,
+  startGarret, startStaticServer, stopAll, tempDir, writeSummary, type SummaryRow,
 } from "./common.ts";
 
 const flags = parseFlags();
@@ -39,32 +39,12 @@ function timeCopy(to: string, netrc: string | null, top: string): number {
   return (performance.now() - t) / 1000;
 }
 
-/** The trivial PUT server (see static-put-server.ts) on a free port, stopped with the others. */
-async function startStaticServer(): Promise<string> {
-  const logPath = join(tempDir("garret-bench-static-"), "log");
-  const proc = Bun.spawn([BUN, join(import.meta.dir, "static-put-server.ts")], { stdout: Bun.file(logPath), stderr: Bun.file(logPath) });
-  const stoppable = {
-    async stop() {
-      unregisterStoppable(stoppable);
-      proc.kill();
-      await proc.exited;
-    },
-  };
-  registerStoppable(stoppable);
-  for (;;) {
-    const m = existsSync(logPath) ? /listening on (\S+)/.exec(readFileSync(logPath, "utf8")) : null;
-    if (m) return m[1]!;
-    if (proc.exitCode !== null) throw new Error(`static-put-server did not start: ${readFileSync(logPath, "utf8")}`);
-    await Bun.sleep(20);
-  }
-}
-
 const rows: SummaryRow[] = [];
 const table: string[][] = [];
 try {
   const top = buildWideClosure(PATHS, 16 * 1024, `copy-${Date.now().toString(36)}`);
   const g = await startGarret();
-  const staticUrl = await startStaticServer();
+  const staticUrl = (await startStaticServer()).url;
   const token = mintToken(g.dataDir);
   const netrc = join(tempDir("garret-bench-netrc-"), "netrc");
   writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
