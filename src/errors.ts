@@ -31,6 +31,21 @@ export class GarretError extends Error {
   }
 }
 
+/**
+ * A GarretError that ordinary traffic makes by the thousand (a narinfo or cache Nix asks about that
+ * is not there), made without a stack trace: capturing one was a visible share of answering such
+ * a request, and nobody reads it (the answer is made from the code and message).
+ */
+export function expectedError(code: ErrorCode, message: string): GarretError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new GarretError(code, message);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 export const STATUS_OF: Record<ErrorCode, number> = {
   NoSuchCache: 404,
   NoSuchObject: 404,

@@ -98,7 +98,7 @@ export class TokenAuthority {
   private readonly verified = new Map<string, TokenClaims>();
 
   async verify(token: string): Promise<TokenClaims> {
-    const digest = new Bun.CryptoHasher("sha256").update(token).digest("base64");
+    const digest = Bun.SHA256.hash(token, "base64");
     const known = this.verified.get(digest);
     if (known) {
       if (known.exp > Date.now() / 1000) return known;

@@ -1,4 +1,4 @@
-import { GarretError } from "../errors.ts";
+import { expectedError, GarretError } from "../errors.ts";
 import { hasAny, NO_PERMISSION, permissionFor, type Permission } from "../auth/permissions.ts";
 import type { TokenClaims } from "../auth/token.ts";
 import type { CacheRecord } from "../db/types.ts";
@@ -33,7 +33,7 @@ function refuseRejected(caller: Caller, need: keyof Permission | "any"): void {
 }
 
 // One message for "missing" and "hidden", so a private cache is indistinguishable from none.
-export const noSuchCache = (): GarretError => new GarretError("NoSuchCache", "The requested cache does not exist.");
+export const noSuchCache = (): GarretError => expectedError("NoSuchCache", "The requested cache does not exist.");
 
 export function assertCacheName(name: string): void {
   if (!CACHE_NAME.test(name)) {

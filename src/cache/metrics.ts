@@ -8,10 +8,18 @@ type Labels = Record<string, string>;
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+const NEEDS_ESCAPE = /[\\"\n]/;
+
+const escapeLabel = (v: string): string => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+
+/** `{k="v",...}`; built on every counted request, so plain values (all of them, in practice) skip the escaping. */
 function labelText(labels: Labels): string {
-  const parts = Object.entries(labels).map(([k, v]) =>
-    `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`);
-  return parts.length ? `{${parts.join(",")}}` : "";
+  let text = "";
+  for (const k of Object.keys(labels)) {
+    const v = labels[k]!;
+    text += `${text ? "," : ""}${k}="${NEEDS_ESCAPE.test(v) ? escapeLabel(v) : v}"`;
+  }
+  return text ? `{${text}}` : "";
 }
 
 class Counter {

@@ -1,4 +1,4 @@
-import { GarretError } from "../errors.ts";
+import { expectedError, GarretError } from "../errors.ts";
 import { encodeBase32, decodeBase32 } from "../nix/base32.ts";
 import { formatNixBase32 } from "../nix/hash.ts";
 import { renderNarInfo, type NarInfo } from "../nix/narinfo.ts";
@@ -11,7 +11,7 @@ import { contiguousRange, openNar, parseRange, type BodyRange, type NarBody } fr
 import { authorize, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 
-const noSuchObject = (): GarretError => new GarretError("NoSuchObject", "The requested object does not exist.");
+const noSuchObject = (): GarretError => expectedError("NoSuchObject", "The requested object does not exist.");
 
 export function nixCacheInfo(cache: CacheRecord): string {
   return `StoreDir: ${cache.storeDir}\nWantMassQuery: 1\nPriority: ${cache.priority}\n`;
@@ -55,6 +55,12 @@ async function fileHashOf(g: Garret, cache: CacheRecord, o: ObjectView): Promise
     known = (async () => {
       const served = await g.meta.narToServe(cache.id, o.narHash);
       if (!served) throw new Error("gone");
+      const where = contiguousRange(served.chunks);
+      if (where && g.narMemory?.fits(where.length)) {
+        // A small NAR back to back in one pack (a fresh push): its bytes, read once and kept for
+        // the NAR GETs that follow, are the file; streaming them cost several times the read.
+        return formatNixBase32(Bun.SHA256.hash(await heldBytes(g, where)) as Uint8Array);
+      }
       const body = await openNar(g.storage, served.chunks, o.compression, null);
       const h = new Bun.CryptoHasher("sha256");
       for await (const piece of body.stream) h.update(piece);
@@ -107,6 +113,19 @@ export type NarRequest =
 /** What a NAR request gets: a NarRequest, or only the size for a HEAD. */
 export type NarAnswer = NarRequest | { kind: "head"; size: number };
 
+type Contiguous = NonNullable<ReturnType<typeof contiguousRange>>;
+
+/** A small NAR's bytes from memory (HotBytes), read from storage and kept on first use. */
+async function heldBytes(g: Garret, where: Contiguous): Promise<Blob> {
+  const key = `${where.packKey}:${where.offset}:${where.length}`;
+  let held = g.narMemory!.get(key);
+  if (!held) {
+    held = new Blob([await g.storage.read(where.packKey, { offset: where.offset, length: where.length })]);
+    g.narMemory!.set(key, held);
+  }
+  return held;
+}
+
 /**
  * The fast paths for a NAR sent as stored whose chunks lie back to back in one pack (the usual
  * layout of a freshly pushed path): a redirect to the object store when it is the whole pack and
@@ -123,14 +142,8 @@ async function fastPath(g: Garret, chunks: ChunkLocation[], range: BodyRange | n
   }
   const start = range?.start ?? 0;
   const end = range?.end ?? where.length - 1;
-  const memory = g.narMemory;
-  if (memory?.fits(where.length)) {
-    const key = `${where.packKey}:${where.offset}:${where.length}`;
-    let held = memory.get(key);
-    if (!held) {
-      held = new Blob([await g.storage.read(where.packKey, { offset: where.offset, length: where.length })]);
-      memory.set(key, held);
-    }
+  if (g.narMemory?.fits(where.length)) {
+    const held = await heldBytes(g, where);
     return { kind: "file", body: range ? held.slice(start, end + 1) : held, size: where.length, range };
   }
   const blob = await g.storage.fileSlice(where.packKey, { offset: where.offset + start, length: end - start + 1 });

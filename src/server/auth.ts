@@ -7,7 +7,8 @@ import { noteCaller } from "./request-log.ts";
 /** The token from `Authorization: Bearer <jwt>` or Basic auth with the token as password (netrc). */
 export function tokenFromHeader(header: string | null): string | null {
   if (!header) return null;
-  const [scheme, value] = header.split(/\s+/, 2);
+  // Every request of a push sends one: the usual spellings skip the regular-expression split.
+  const [scheme, value] = PLAIN_CREDENTIALS.test(header) ? splitAtSpace(header) : header.split(/\s+/, 2);
   if (!scheme || !value) return null;
   if (scheme.toLowerCase() === "bearer") return value;
   if (scheme.toLowerCase() === "basic") {
@@ -17,6 +18,14 @@ export function tokenFromHeader(header: string | null): string | null {
     return password || null;
   }
   return null;
+}
+
+/** `Bearer x` / `Basic x` with one space and no other whitespace: split as the general case would. */
+const PLAIN_CREDENTIALS = /^[A-Za-z]+ \S+$/;
+
+function splitAtSpace(header: string): [string, string] {
+  const space = header.indexOf(" ");
+  return [header.slice(0, space), header.slice(space + 1)];
 }
 
 /**

