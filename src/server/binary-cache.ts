@@ -6,7 +6,7 @@ import { cacheConfigView } from "../cache/caches.ts";
 import { narInfo, nixCacheInfo, openCacheNar, type NarAnswer } from "../cache/paths.ts";
 import { callerOf, originOf } from "./auth.ts";
 import { isHead } from "./head.ts";
-import { text } from "./responses.ts";
+import { text, toResponse } from "./responses.ts";
 import type { NativePush } from "../cache/native-push.ts";
 import { CONTENT_TYPE, getSideFile, type SideKind } from "../cache/side-files.ts";
 
@@ -55,6 +55,20 @@ function narResponse(answer: NarAnswer, publicCache: boolean): Response {
   });
 }
 
+/**
+ * Answers "not there" (NoSuchObject; NoSuchCache, which a hidden cache answers too) here rather
+ * than through Elysia's error path, which rebuilds the response: Nix asks for narinfos and NARs
+ * that are missing on every path it pushes. The answer is toResponse's, as the error hook gives.
+ */
+async function orMissing(answer: () => Promise<Response>): Promise<Response> {
+  try {
+    return await answer();
+  } catch (err) {
+    if (err instanceof GarretError && (err.code === "NoSuchObject" || err.code === "NoSuchCache")) return toResponse(err);
+    throw err;
+  }
+}
+
 /** A build log, NAR listing or debug info link (src/cache/side-files.ts); never cached by proxies. */
 async function sideFile(g: Garret, request: Request, cache: string, kind: SideKind, name: string): Promise<Response> {
   const body = await getSideFile(g, await callerOf(g, request), cache, kind, name);
@@ -79,10 +93,12 @@ export function binaryCacheRoutes(g: Garret, push?: NativePush) {
       if (ls) return sideFile(g, request, params.cache, "ls", ls[1]!);
       const m = /^([0-9a-z]+)\.narinfo$/.exec(params.file);
       if (!m) throw new GarretError("NoSuchObject", "The requested object does not exist.");
-      const body = await narInfo(g, await callerOf(g, request), params.cache, m[1]!);
-      return text(body, "text/x-nix-narinfo", { "cache-control": cacheControl(await isPublic(g, params.cache), SHORT) });
+      return orMissing(async () => {
+        const body = await narInfo(g, await callerOf(g, request), params.cache, m[1]!);
+        return text(body, "text/x-nix-narinfo", { "cache-control": cacheControl(await isPublic(g, params.cache), SHORT) });
+      });
     })
-    .get("/:cache/nar/:file", async ({ request, params }) => {
+    .get("/:cache/nar/:file", async ({ request, params }) => orMissing(async () => {
       const head = isHead(request);
       const caller = await callerOf(g, request);
       if (head && push) {
@@ -92,5 +108,5 @@ export function binaryCacheRoutes(g: Garret, push?: NativePush) {
       }
       const answer = await openCacheNar(g, caller, params.cache, params.file, request.headers.get("range"), head);
       return narResponse(answer, await isPublic(g, params.cache));
-    });
+    }));
 }
