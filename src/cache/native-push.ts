@@ -129,13 +129,15 @@ export class NativePush {
   /** Records a NAR just ingested as staged, or drops it (over quota, cache gone). */
   private async stage(cache: CacheRecord, file: string, owner: string, lease: HeldLease, nar: StagedNar): Promise<void> {
     const at = nowSeconds();
+    // Rounded up: a staged NAR waits at least the whole TTL (whole seconds are what is stored).
+    const expiresAt = Math.ceil((Date.now() + this.limits.stagingTtlMs) / 1000);
     let staged;
     try {
       lease.keep();
       staged = await this.g.meta.stageNar({
         cacheId: cache.id, file, owner, leaseId: lease.id, narHash: nar.narHash, narSize: nar.narSize,
         parts: { chunkHashes: nar.chunkHashes, newChunks: nar.newChunks, packs: nar.packs },
-        createdAt: at, expiresAt: at + this.ttlSeconds,
+        createdAt: at, expiresAt,
       }, cache, this.limits.stagingQuota);
     } catch (err) {
       staged = null;
