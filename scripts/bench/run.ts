@@ -2,7 +2,7 @@
  * `npm run bench`: runs every bench in sequence, each in its own process, and ends with one
  * summary table (garret's figure, the reference's, the ratio and the goal).
  *
- *   bun scripts/bench/run.ts [--quick | --full] [chunker] [ingest] [dedup] [serve] [push] [s3] [dashboard] [replicas] [copy]
+ *   bun scripts/bench/run.ts [--quick | --full] [chunker] [ingest] [dedup] [serve] [push] [s3] [dashboard] [replicas] [copy] [requests]
  *
  *   --quick   smaller inputs and shorter runs (ingest 64 MiB + 256 MiB, dedup 32 MiB, 2 s load runs)
  *   --full    adds the 4 GiB NAR to the ingest bench
@@ -23,7 +23,7 @@ import { BUN, REPO, cpuBusy, printTable, run, section, type SummaryRow } from ".
 // push goes first: its -j 8 runs need both CPUs at once, and right after a bench that kept both
 // busy for a minute (serve, ingest) this machine ran them up to 30% slower for a while, -j 1 hardly
 // (after 45 s of load on both CPUs: the first -j 8 pushes took 43-52 ms, the later ones 35-38 ms).
-const BENCHES = ["push", "chunker", "ingest", "dedup", "serve", "s3", "dashboard", "replicas", "copy"] as const;
+const BENCHES = ["push", "chunker", "ingest", "dedup", "serve", "s3", "dashboard", "replicas", "copy", "requests"] as const;
 type Bench = (typeof BENCHES)[number];
 
 /** Real-NAR input of the chunker bench: a fixed tree of tens of MB (not the largest store path, which may be the 4 GiB ingest input). */
