@@ -35,6 +35,8 @@ export interface TokenSettings {
 
 export interface MintOptions {
   jti?: string;
+  /** The expiry itself (epoch seconds), when the caller has fixed it: then validitySeconds is ignored. */
+  exp?: number;
 }
 
 /** A verifier for other token kinds (OIDC): returns claims, or null when the token is not its kind. */
@@ -65,7 +67,7 @@ export class TokenAuthority {
       .setProtectedHeader({ alg: rs ? "RS256" : "HS256", typ: "JWT" })
       .setSubject(sub)
       .setIssuedAt(now)
-      .setExpirationTime(now + validitySeconds);
+      .setExpirationTime(opts.exp ?? now + validitySeconds);
     if (opts.jti) jwt = jwt.setJti(opts.jti);
     if (this.settings.boundIssuer) jwt = jwt.setIssuer(this.settings.boundIssuer);
     if (this.settings.boundAudiences?.length) jwt = jwt.setAudience(this.settings.boundAudiences);

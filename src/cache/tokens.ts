@@ -18,13 +18,14 @@ export const MAX_EXCHANGE_SECONDS = 366 * 86400;
  */
 export async function mintRegistered(
   meta: MetaStore, tokens: TokenAuthority, sub: string, validitySeconds: number, caches: CachePermissionClaims,
-  actor: Caller | string,
+  actor: Caller | string, notAfter = Infinity,
 ): Promise<{ token: string; id: string; expiresAt: number }> {
   const id = randomUUID();
   const createdAt = Math.floor(Date.now() / 1000);
-  const expiresAt = createdAt + validitySeconds;
+  // One clock reading for the registry and the token: read twice, a second could pass between.
+  const expiresAt = Math.min(createdAt + validitySeconds, notAfter);
   await meta.recordToken({ id, sub, permissions: JSON.stringify(caches), expiresAt, createdAt });
-  const token = await tokens.mint(sub, validitySeconds, caches, { jti: id });
+  const token = await tokens.mint(sub, validitySeconds, caches, { jti: id, exp: expiresAt });
   await recordAudit({ meta }, actor, "token.mint", `token:${id}`, `sub ${sub}`);
   return { token, id, expiresAt };
 }
@@ -56,7 +57,9 @@ export async function exchangeToken(g: Garret, caller: Caller, body: unknown): P
   if (validity < 1) throw new GarretError("Unauthorized", "token has expired");
   const caches = narrowClaims(claims.caches, req.caches ?? null, req.pull_only === true);
   if (Object.keys(caches).length === 0) throw new GarretError("Forbidden", "Your token grants nothing on those caches.");
-  const minted = await mintRegistered(g.meta, g.tokens, claims.sub, validity, caches, caller);
+  // Bounded by the caller's own expiry as such, not only through `validity`: the clock may tick
+  // between here and the mint (a token then outlived its parent by a second).
+  const minted = await mintRegistered(g.meta, g.tokens, claims.sub, validity, caches, caller, claims.exp);
   return { token: minted.token, id: minted.id, expires_at: minted.expiresAt };
 }
 
