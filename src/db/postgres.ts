@@ -655,9 +655,7 @@ export class PostgresMetaStore implements MetaStore {
         const old = await s.one<StagedRow>(`DELETE FROM staged_nars WHERE cache_id = $1 AND file = $2 RETURNING ${STAGED_COLUMNS}`,
           [rec.cacheId, rec.file]);
         if (old) await s.run("DELETE FROM upload_leases WHERE id = $1", [old.lease_id]);
-        const used = (await s.one<{ n: number }>("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = $1 AND expires_at > $2",
-          [rec.owner, rec.createdAt]))!.n;
-        if (used + rec.narSize > quota) throw new OverQuota();
+        if ((await s.stagedBytes(rec.owner, rec.createdAt)) + rec.narSize > quota) throw new OverQuota();
         // The lease now lasts exactly as long as the record.
         await s.run("UPDATE upload_leases SET expires_at = $1 WHERE id = $2", [rec.expiresAt, rec.leaseId]);
         const id = (await s.one<{ id: number }>(`INSERT INTO staged_nars (cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at)

@@ -622,9 +622,7 @@ export class SqliteMetaStore implements MetaStore {
         const old = this.db.query(`DELETE FROM staged_nars WHERE cache_id = ? AND file = ? RETURNING ${STAGED_COLUMNS}`)
           .get(rec.cacheId, rec.file) as StagedRow | null;
         if (old) this.db.query("DELETE FROM upload_leases WHERE id = ?").run(old.lease_id);
-        const used = (this.db.query("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = ? AND expires_at > ?")
-          .get(rec.owner, rec.createdAt) as { n: number }).n;
-        if (used + rec.narSize > quota) throw new OverQuota();
+        if (this.liveStagedBytes(rec.owner, rec.createdAt) + rec.narSize > quota) throw new OverQuota();
         // The lease now lasts exactly as long as the record.
         this.db.query("UPDATE upload_leases SET expires_at = ? WHERE id = ?").run(rec.expiresAt, rec.leaseId);
         const id = Number(this.db.query(`INSERT INTO staged_nars (cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at)
@@ -645,6 +643,11 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async stagedBytes(owner: string, at: number): Promise<number> {
+    return this.liveStagedBytes(owner, at);
+  }
+
+  /** stagedBytes, callable inside a transaction (stageNar's quota check). */
+  private liveStagedBytes(owner: string, at: number): number {
     return (this.db.query("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = ? AND expires_at > ?")
       .get(owner, at) as { n: number }).n;
   }
