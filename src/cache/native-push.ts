@@ -206,11 +206,22 @@ export class NativePush {
    */
   async isStaged(caller: Caller, cacheName: string, file: string): Promise<{ size: number } | null> {
     const cache = await authorize(this.g, caller, cacheName, "pull");
-    const staged = await this.g.meta.findStagedNar(cache.id, file, nowSeconds());
+    const staged = await this.stagedNow(cache.id, file);
     // One still sealing elsewhere may never be (its replica stopped): Nix had better send it again.
     if (staged && (staged.durable || this.sealing.has(staged.id))) return { size: staged.narSize };
     const nar = await this.storedNar(cache, file);
     return nar ? { size: nar.narSize } : null;
+  }
+
+  /**
+   * The live staged record of `file`, read again when it was read undurable and its seal is not
+   * running here: that seal may have finished (record durable, then out of the map) between the
+   * read and the check, which a loaded CI run caught as a 404 HEAD just after its 204 PUT.
+   */
+  private async stagedNow(cacheId: number, file: string): Promise<StagedNarRecord | null> {
+    const staged = await this.g.meta.findStagedNar(cacheId, file, nowSeconds());
+    if (!staged || staged.durable || this.sealing.has(staged.id)) return staged;
+    return this.g.meta.findStagedNar(cacheId, file, nowSeconds());
   }
 
   /** A stored NAR of this cache named as Nix names an uncompressed one, publishable with nothing new. */
@@ -279,7 +290,7 @@ export class NativePush {
     const base = info.storePath.slice(cache.storeDir.length + 1);
     if (!base.startsWith(`${hashPart}-`)) throw bad("InvalidStorePath", `StorePath ${info.storePath} does not match ${hashPart}.narinfo`);
     const urlFile = /^nar\/([^/]+)$/.exec(info.url)?.[1];
-    const staged = urlFile ? await this.g.meta.findStagedNar(cache.id, urlFile, nowSeconds()) : null;
+    const staged = urlFile ? await this.stagedNow(cache.id, urlFile) : null;
     const parts = staged && await this.durableParts(staged);
     let nar: Publishable | null = staged && parts && { narHash: staged.narHash, narSize: staged.narSize, parts, stagedId: staged.id };
     if (!nar) {
