@@ -1,7 +1,7 @@
 import { SQL } from "bun";
 import { PG_MIGRATIONS, MIGRATIONS } from "./migrations.ts";
 import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
-import { OverQuota, ownPackIds, STAGED_COLUMNS, toStaged, type StagedRow } from "./staging-rows.ts";
+import { OverQuota, ownPackIds, STAGING_SQL, toStaged, type StagedRow } from "./staging-rows.ts";
 import * as dash from "./dashboard-sql.ts";
 import type {
   CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
@@ -85,6 +85,9 @@ const PRESENT_PATHS = `SELECT p.id, p.h, p.at FROM unnest($2::text[]) AS q(h) CR
 const CHUNK_COLUMNS = `c.id AS chunk_id, c.chunk_hash, c.chunk_size, c.compression, c.pack_id,
   p.storage_key, p.size AS pack_size, c.pack_offset, c.stored_size`;
 const CHUNK_JOINS = "JOIN chunks c ON c.id = nc.chunk_id JOIN packs p ON p.id = c.pack_id";
+/** The shared staging statements with numbered placeholders, numbered once. */
+const PG_STAGING = Object.fromEntries(Object.entries(STAGING_SQL).map(([k, sql]) => [k, dash.pgPlaceholders(sql)])) as
+  Record<keyof typeof STAGING_SQL, string>;
 
 interface ChunkRow {
   chunk_id: number; chunk_hash: string; chunk_size: number; compression: Compression;
@@ -495,9 +498,9 @@ export class PostgresMetaStore implements MetaStore {
       [c.cache.id, c.cache.name, c.cache.createdAt]))) throw new CacheChanged(c.cache);
     if (c.stagedId !== undefined) {
       // The staged NAR this publishes is still staged (not expired and collected, nor replaced), and durable.
-      const staged = await this.one<{ lease_id: number }>("DELETE FROM staged_nars WHERE id = $1 AND durable = 1 RETURNING lease_id", [c.stagedId]);
+      const staged = await this.one<{ lease_id: number }>(PG_STAGING.consume, [c.stagedId]);
       if (!staged) throw new StagingGone(c.stagedId);
-      await this.run("DELETE FROM upload_leases WHERE id = $1", [staged.lease_id]);
+      await this.run(PG_STAGING.dropLease, [staged.lease_id]);
     }
     if (c.packs.length > 0) {
       const sealed = new Set((await this.all<{ id: number }>(`UPDATE packs SET state = 'valid', size = v.size
@@ -652,14 +655,11 @@ export class PostgresMetaStore implements MetaStore {
         await s.run(`SELECT pg_advisory_xact_lock(${STAGING_LOCK_KEY}, hashtext($1))`, [rec.owner]);
         if (!(await s.one("SELECT 1 FROM caches WHERE id = $1 AND name = $2 AND created_at = $3 FOR SHARE",
           [cache.id, cache.name, cache.createdAt]))) throw new CacheChanged(cache);
-        const old = await s.one<StagedRow>(`DELETE FROM staged_nars WHERE cache_id = $1 AND file = $2 RETURNING ${STAGED_COLUMNS}`,
-          [rec.cacheId, rec.file]);
-        if (old) await s.run("DELETE FROM upload_leases WHERE id = $1", [old.lease_id]);
+        const old = await s.one<StagedRow>(PG_STAGING.replace, [rec.cacheId, rec.file]);
+        if (old) await s.run(PG_STAGING.dropLease, [old.lease_id]);
         if ((await s.stagedBytes(rec.owner, rec.createdAt)) + rec.narSize > quota) throw new OverQuota();
-        // The lease now lasts exactly as long as the record.
-        await s.run("UPDATE upload_leases SET expires_at = $1 WHERE id = $2", [rec.expiresAt, rec.leaseId]);
-        const id = (await s.one<{ id: number }>(`INSERT INTO staged_nars (cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at)
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, [rec.cacheId, rec.file, rec.owner, rec.leaseId, rec.narHash, rec.narSize,
+        await s.run(PG_STAGING.leaseUntil, [rec.expiresAt, rec.leaseId]);
+        const id = (await s.one<{ id: number }>(PG_STAGING.insert, [rec.cacheId, rec.file, rec.owner, rec.leaseId, rec.narHash, rec.narSize,
           JSON.stringify(rec.parts), rec.createdAt, rec.expiresAt]))!.id;
         return { id, replaced: old && toStaged(old) };
       });
@@ -670,31 +670,29 @@ export class PostgresMetaStore implements MetaStore {
   }
 
   async findStagedNar(cacheId: number, file: string, at: number): Promise<StagedNarRecord | null> {
-    const r = await this.one<StagedRow>(`SELECT ${STAGED_COLUMNS} FROM staged_nars WHERE cache_id = $1 AND file = $2 AND expires_at > $3`,
-      [cacheId, file, at]);
+    const r = await this.one<StagedRow>(PG_STAGING.find, [cacheId, file, at]);
     return r && toStaged(r);
   }
 
   async stagedBytes(owner: string, at: number): Promise<number> {
-    return (await this.one<{ n: number }>("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = $1 AND expires_at > $2",
-      [owner, at]))!.n;
+    return (await this.one<{ n: number }>(PG_STAGING.liveBytes, [owner, at]))!.n;
   }
 
   async markStagedDurable(id: number, parts: StagedParts): Promise<boolean> {
-    return (await this.run("UPDATE staged_nars SET durable = 1, parts = $1 WHERE id = $2", [JSON.stringify(parts), id])) === 1;
+    return (await this.run(PG_STAGING.markDurable, [JSON.stringify(parts), id])) === 1;
   }
 
   async unstageNar(id: number): Promise<StagedNarRecord | null> {
     return await this.tx(async (s) => {
-      const r = await s.one<StagedRow>(`DELETE FROM staged_nars WHERE id = $1 RETURNING ${STAGED_COLUMNS}`, [id]);
-      if (r) await s.run("DELETE FROM upload_leases WHERE id = $1", [r.lease_id]);
+      const r = await s.one<StagedRow>(PG_STAGING.unstage, [id]);
+      if (r) await s.run(PG_STAGING.dropLease, [r.lease_id]);
       return r && toStaged(r);
     });
   }
 
   async expireStagedNars(at: number): Promise<number> {
     return await this.gcStep(async (s) => {
-      const rows = await s.all<StagedRow>(`DELETE FROM staged_nars WHERE expires_at <= $1 RETURNING ${STAGED_COLUMNS}`, [at]);
+      const rows = await s.all<StagedRow>(PG_STAGING.expire, [at]);
       if (rows.length === 0) return 0;
       await s.run("DELETE FROM upload_leases WHERE id = ANY($1::bigint[])", [rows.map((r) => r.lease_id)]);
       // Nobody reads a pending pack and nobody will commit into these: their bytes go in this run.

@@ -3,7 +3,7 @@ import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
-import { OverQuota, ownPackIds, STAGED_COLUMNS, toStaged, type StagedRow } from "./staging-rows.ts";
+import { OverQuota, ownPackIds, STAGING_SQL, toStaged, type StagedRow } from "./staging-rows.ts";
 import * as dash from "./dashboard-sql.ts";
 import type {
   CacheIdentity, CachePatch, CacheStats, DailyBytes, ListObjectsQuery, ObjectListing, ServerStats, CacheRecord, ChunkLocation, ChunkMove, CompactionCandidate, Compression, GcObject, IndexedChunk,
@@ -585,9 +585,9 @@ export class SqliteMetaStore implements MetaStore {
 
   /** Inside a commit: the staged NAR it publishes is still staged, and durable; its record and lease go. */
   private consumeStaged(id: number): void {
-    const r = this.db.query("DELETE FROM staged_nars WHERE id = ? AND durable = 1 RETURNING lease_id").get(id) as { lease_id: number } | null;
+    const r = this.db.query(STAGING_SQL.consume).get(id) as { lease_id: number } | null;
     if (!r) throw new StagingGone(id);
-    this.db.query("DELETE FROM upload_leases WHERE id = ?").run(r.lease_id);
+    this.db.query(STAGING_SQL.dropLease).run(r.lease_id);
   }
 
   /** Inside a write transaction: the cache is still the one the request was authorised for. */
@@ -619,15 +619,13 @@ export class SqliteMetaStore implements MetaStore {
     try {
       return this.db.transaction(() => {
         this.assertCacheUnchanged(cache);
-        const old = this.db.query(`DELETE FROM staged_nars WHERE cache_id = ? AND file = ? RETURNING ${STAGED_COLUMNS}`)
+        const old = this.db.query(STAGING_SQL.replace)
           .get(rec.cacheId, rec.file) as StagedRow | null;
-        if (old) this.db.query("DELETE FROM upload_leases WHERE id = ?").run(old.lease_id);
+        if (old) this.db.query(STAGING_SQL.dropLease).run(old.lease_id);
         if (this.liveStagedBytes(rec.owner, rec.createdAt) + rec.narSize > quota) throw new OverQuota();
-        // The lease now lasts exactly as long as the record.
-        this.db.query("UPDATE upload_leases SET expires_at = ? WHERE id = ?").run(rec.expiresAt, rec.leaseId);
-        const id = Number(this.db.query(`INSERT INTO staged_nars (cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(rec.cacheId, rec.file, rec.owner, rec.leaseId, rec.narHash, rec.narSize,
-          JSON.stringify(rec.parts), rec.createdAt, rec.expiresAt).lastInsertRowid);
+        this.db.query(STAGING_SQL.leaseUntil).run(rec.expiresAt, rec.leaseId);
+        const { id } = this.db.query(STAGING_SQL.insert).get(rec.cacheId, rec.file, rec.owner, rec.leaseId, rec.narHash, rec.narSize,
+          JSON.stringify(rec.parts), rec.createdAt, rec.expiresAt) as { id: number };
         return { id, replaced: old && toStaged(old) };
       }).immediate();
     } catch (err) {
@@ -637,7 +635,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async findStagedNar(cacheId: number, file: string, at: number): Promise<StagedNarRecord | null> {
-    const r = this.db.query(`SELECT ${STAGED_COLUMNS} FROM staged_nars WHERE cache_id = ? AND file = ? AND expires_at > ?`)
+    const r = this.db.query(STAGING_SQL.find)
       .get(cacheId, file, at) as StagedRow | null;
     return r && toStaged(r);
   }
@@ -648,26 +646,26 @@ export class SqliteMetaStore implements MetaStore {
 
   /** stagedBytes, callable inside a transaction (stageNar's quota check). */
   private liveStagedBytes(owner: string, at: number): number {
-    return (this.db.query("SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = ? AND expires_at > ?")
+    return (this.db.query(STAGING_SQL.liveBytes)
       .get(owner, at) as { n: number }).n;
   }
 
   async markStagedDurable(id: number, parts: StagedParts): Promise<boolean> {
-    return this.db.query("UPDATE staged_nars SET durable = 1, parts = ? WHERE id = ?").run(JSON.stringify(parts), id).changes === 1;
+    return this.db.query(STAGING_SQL.markDurable).run(JSON.stringify(parts), id).changes === 1;
   }
 
   async unstageNar(id: number): Promise<StagedNarRecord | null> {
     return this.db.transaction(() => {
-      const r = this.db.query(`DELETE FROM staged_nars WHERE id = ? RETURNING ${STAGED_COLUMNS}`).get(id) as StagedRow | null;
-      if (r) this.db.query("DELETE FROM upload_leases WHERE id = ?").run(r.lease_id);
+      const r = this.db.query(STAGING_SQL.unstage).get(id) as StagedRow | null;
+      if (r) this.db.query(STAGING_SQL.dropLease).run(r.lease_id);
       return r && toStaged(r);
     }).immediate();
   }
 
   async expireStagedNars(at: number): Promise<number> {
     return this.db.transaction(() => {
-      const rows = this.db.query(`DELETE FROM staged_nars WHERE expires_at <= ? RETURNING ${STAGED_COLUMNS}`).all(at) as StagedRow[];
-      for (const r of rows) this.db.query("DELETE FROM upload_leases WHERE id = ?").run(r.lease_id);
+      const rows = this.db.query(STAGING_SQL.expire).all(at) as StagedRow[];
+      for (const r of rows) this.db.query(STAGING_SQL.dropLease).run(r.lease_id);
       // Nobody reads a pending pack and nobody will commit into these: their bytes go in this run.
       for (const id of ownPackIds(rows)) this.db.query("UPDATE packs SET state = 'deleting', deleting_at = 0 WHERE id = ? AND state = 'pending'").run(id);
       return rows.length;

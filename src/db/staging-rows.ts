@@ -17,6 +17,23 @@ export interface StagedRow {
 
 export const STAGED_COLUMNS = "id, cache_id, file, owner, lease_id, nar_hash, nar_size, parts, durable, created_at, expires_at";
 
+/** The staging statements both drivers run, with `?` placeholders (the PostgreSQL driver numbers them). */
+export const STAGING_SQL = {
+  /** Inside a commit: the staged NAR it publishes is still staged and durable; its lease goes next. */
+  consume: "DELETE FROM staged_nars WHERE id = ? AND durable = 1 RETURNING lease_id",
+  replace: `DELETE FROM staged_nars WHERE cache_id = ? AND file = ? RETURNING ${STAGED_COLUMNS}`,
+  insert: `INSERT INTO staged_nars (cache_id, file, owner, lease_id, nar_hash, nar_size, parts, created_at, expires_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+  find: `SELECT ${STAGED_COLUMNS} FROM staged_nars WHERE cache_id = ? AND file = ? AND expires_at > ?`,
+  liveBytes: "SELECT COALESCE(SUM(nar_size), 0) AS n FROM staged_nars WHERE owner = ? AND expires_at > ?",
+  markDurable: "UPDATE staged_nars SET durable = 1, parts = ? WHERE id = ?",
+  unstage: `DELETE FROM staged_nars WHERE id = ? RETURNING ${STAGED_COLUMNS}`,
+  expire: `DELETE FROM staged_nars WHERE expires_at <= ? RETURNING ${STAGED_COLUMNS}`,
+  /** A staged NAR's lease lasts exactly as long as its record. */
+  leaseUntil: "UPDATE upload_leases SET expires_at = ? WHERE id = ?",
+  dropLease: "DELETE FROM upload_leases WHERE id = ?",
+} as const;
+
 export function toStaged(r: StagedRow): StagedNarRecord {
   return {
     id: Number(r.id), cacheId: Number(r.cache_id), file: r.file, owner: r.owner, leaseId: Number(r.lease_id),
