@@ -4,12 +4,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { buildClosure, requireNix, runOk, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, startServer, type TestServer } from "../helpers/server.ts";
 import { storeHashOf } from "../helpers/api.ts";
 import { loginClient, waitFor, type Client } from "./helpers.ts";
+import { StoreDirSource } from "../../src/client/watch.ts";
 
 requireNix();
 
@@ -68,7 +69,7 @@ describe("watch-store", () => {
     expect(watcher.exitCode).toBeNull();
   });
 
-  test("without the Nix database it falls back to nix path-info --all", async () => {
+  test("without the Nix database it falls back to polling the store directory", async () => {
     const cache = `watch-pi-${uniqueTag()}`;
     await createCache(server.url, client.token, cache);
     const logPath = join(tempDir("garret-watch-"), "watch.log");
@@ -78,13 +79,34 @@ describe("watch-store", () => {
     try {
       const log = () => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
       await waitFor("the watcher to start", () => log().includes("Watching"), 20000);
-      expect(log()).toContain("Watching nix path-info --all for new store paths");
+      expect(log()).toContain("Watching the store directory (/nix/store) for new store paths");
       const built = buildClosure(uniqueTag());
       await waitFor("the new closure in the cache", async () =>
-        (await status(cache, built.top)) === 200 && (await status(cache, built.dep)) === 200, 15000);
+        (await status(cache, built.top)) === 200 && (await status(cache, built.dep)) === 200, 60000);
     } finally {
       w.kill("SIGKILL");
       await w.exited;
+    }
+  });
+
+  test("the store-directory fallback reports a new valid path once, and never an entry Nix has not registered", async () => {
+    const source = new StoreDirSource();
+    // What a build leaves before registering its output (mtime already canonical), and a lock file.
+    const junk = [`${"0".repeat(32)}-garret-unregistered-${uniqueTag()}`, `${"1".repeat(32)}-garret-build-${uniqueTag()}.lock`]
+      .map((n) => `/nix/store/${n}`);
+    try {
+      mkdirSync(junk[0]!);
+      utimesSync(junk[0]!, 1, 1);
+      writeFileSync(junk[1]!, "");
+      const file = join(tempDir(), `watch-added-${uniqueTag()}`);
+      writeFileSync(file, crypto.randomUUID());
+      const added = runOk(["nix-store", "--add", file]).trim();
+      const first = await source.next();
+      expect(first).toContain(added);
+      for (const j of junk) expect(first).not.toContain(j);
+      expect(await source.next()).not.toContain(added);
+    } finally {
+      for (const j of junk) rmSync(j, { recursive: true, force: true });
     }
   });
 
