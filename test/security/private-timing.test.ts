@@ -1,8 +1,8 @@
 /**
  * Threat (issue 12): telling a private cache from a missing name by timing. Both must answer alike
  * in status, body and headers, and cost the same: a private cache's record was memoised while a
- * missing name went to the database every time, 4-8 us slower. Many requests, interleaved, so
- * load on the machine hits both sides alike; the medians are compared.
+ * missing name went to the database every time (17 us slower here, and this test fails on it).
+ * Many requests in back-to-back pairs; the median pair difference is compared, up to three trials.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createCache, mintToken, startServer, type TestServer } from "../helpers/server.ts";
@@ -44,14 +44,25 @@ test("a private cache answers like a missing name: same status, body, headers an
   expect(a.status).toBe(404);
 
   for (let i = 0; i < 300; i++) await timed(i % 2 ? hidden : missing); // warm up both paths
-  const times: Record<"hidden" | "missing", number[]> = { hidden: [], missing: [] };
-  for (let i = 0; i < ROUNDS; i++) {
-    // Alternate which goes first, so neither always follows the other.
-    const order: ("hidden" | "missing")[] = i % 2 ? ["hidden", "missing"] : ["missing", "hidden"];
-    for (const which of order) times[which].push((await timed(which === "hidden" ? hidden : missing)).ms);
+  // A trial's figure is the median of paired differences (each pair back to back, the order
+  // alternated), so the machine's load, which drifts, falls on both sides of a pair alike. A real
+  // difference (a database lookup on one side only) shows in every trial; a burst of load on a
+  // busy CI machine in one trial does not make the next ones fail too.
+  const trials: { diffUs: number; typicalUs: number }[] = [];
+  const withinBound = (t: { diffUs: number; typicalUs: number }): boolean => Math.abs(t.diffUs) < Math.max(3, 0.05 * t.typicalUs);
+  for (let trial = 0; trial < 3 && !trials.some(withinBound); trial++) {
+    const diffs: number[] = [];
+    const both: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const hiddenFirst = i % 2 === 1;
+      const first = (await timed(hiddenFirst ? hidden : missing)).ms;
+      const second = (await timed(hiddenFirst ? missing : hidden)).ms;
+      diffs.push(hiddenFirst ? first - second : second - first);
+      both.push(first, second);
+    }
+    trials.push({ diffUs: median(diffs) * 1000, typicalUs: median(both) * 1000 });
   }
-  const [h, m] = [median(times.hidden), median(times.missing)];
-  console.log(`median: private ${(h * 1000).toFixed(1)} us, missing ${(m * 1000).toFixed(1)} us`);
+  console.log(`private - missing, median of pairs: ${trials.map((t) => `${t.diffUs.toFixed(1)} us of ${t.typicalUs.toFixed(1)} us`).join("; ")}`);
   // Today both are the same code path; a database lookup on one side only costs well over this.
-  expect(Math.abs(h - m)).toBeLessThan(Math.max(0.003, 0.05 * Math.min(h, m)));
+  expect(withinBound(trials.at(-1)!)).toBe(true);
 });
