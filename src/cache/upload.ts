@@ -12,6 +12,7 @@ import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { objectFingerprint } from "./paths.ts";
 import { withUploadLease } from "../gc/lease.ts";
+import { dedupViewOf } from "./dedup-view.ts";
 import type { UploadAnswer } from "../api/attic.ts";
 
 export type { UploadAnswer };
@@ -161,12 +162,15 @@ async function ingestAndCommit(
     throw err;
   }
 
+  let view, narId;
   try {
+    view = await dedupViewOf(g, caller, staged);
     const { secret: key, publicKey } = cacheKey(cache);
     const serverSig = await signFingerprint(key, objectFingerprint(cache, {
       storePath: info.storePath, narHash: staged.narHash, narSize: info.narSize, references: info.references,
     }));
-    const { narExisted } = await g.meta.commitUpload({
+    let narExisted;
+    ({ narId, narExisted } = await g.meta.commitUpload({
       packs: staged.packs, newChunks: staged.newChunks, chunkHashes: staged.chunkHashes,
       narHash: staged.narHash, narSize: staged.narSize, cache,
       object: {
@@ -175,15 +179,10 @@ async function ingestAndCommit(
         serverSig, serverSigKey: publicKey, createdBy: claimsOf(caller)?.sub ?? null,
         pushedByToken: tokenIdOf(caller), pushedFrom: origin.client,
       },
-    });
+    }));
+    // The operator's figures are global; the uploader's answer counts only what it may read.
     g.metrics?.uploads.inc({ kind: narExisted ? "Deduplicated" : "Uploaded" });
     g.metrics?.dedupSaved.inc({}, narExisted ? staged.narSize : staged.dedupBytes);
-    return {
-      // As the commit found it: a NAR the collector took while this upload ran was stored anew.
-      kind: narExisted ? "Deduplicated" : "Uploaded",
-      file_size: staged.storedBytes,
-      frac_deduplicated: staged.narSize === 0 ? 0 : staged.dedupBytes / staged.narSize,
-    };
   } catch (err) {
     await discardStaged(g, staged);
     // Destroyed (or destroyed and recreated) while the body streamed: the path must not land in
@@ -191,4 +190,6 @@ async function ingestAndCommit(
     if (err instanceof CacheChanged) throw noSuchCache();
     throw err;
   }
+  // Committed: nothing after this may discard what the path now uses.
+  return view.answer(narId);
 }

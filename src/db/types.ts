@@ -356,6 +356,13 @@ export interface ServingStore {
   getObject(cacheId: number, storePathHash: string): Promise<ObjectView | null>;
   /** For a NAR download: a valid NAR with this hash that an object of this cache uses, and its chunks in order. */
   narToServe(cacheId: number, narHash: string): Promise<ServedNar | null>;
+  /** Whether a valid NAR with this hash is used by a path of one of these caches (an uploader's view of dedup). */
+  narInCaches(narHash: string, cacheIds: number[]): Promise<boolean>;
+  /**
+   * A NAR's stored size, and the uncompressed bytes of its distinct chunks that no other NAR used
+   * by a path of these caches has: what an uploader who may read only those caches stored anew.
+   */
+  narSharing(narId: number, cacheIds: number[]): Promise<{ fileSize: number; unsharedBytes: number }>;
   updateServerSig(cacheId: number, storePathHash: string, sig: string, key: string): Promise<void>;
   /**
    * Replaces a path's extra signatures (those besides the server's own), e.g. after `nix store

@@ -1,0 +1,38 @@
+/**
+ * What an uploader is told about deduplication. Storage is one global store, but tenants must
+ * learn nothing of each other's caches: an answer made from the global store ("Deduplicated",
+ * frac_deduplicated, or the bytes the upload added) would confirm that some cache holds a NAR the
+ * caller can rebuild, say a config file with a guessed secret in it, tried one guess at a time.
+ * So an answer counts only what caches the caller may read held already, and repeats inside the
+ * NAR itself. Operators still see the global figures (metrics, the server page).
+ */
+import type { UploadAnswer } from "../api/attic.ts";
+import type { StagedNar } from "../store/ingest.ts";
+import { effectivePermission, type Caller } from "./access.ts";
+import type { Garret } from "./context.ts";
+
+export interface DedupView {
+  /** The answer once the upload committed NAR `narId`. */
+  answer(narId: number): Promise<UploadAnswer>;
+}
+
+/**
+ * Taken before the commit, which may make the NAR this caller's own: "Deduplicated" means a cache
+ * the caller may read had it before.
+ */
+export async function dedupViewOf(g: Garret, caller: Caller, staged: StagedNar): Promise<DedupView> {
+  // Nothing was found stored: the caller sent every byte, whatever else the store holds now.
+  if (staged.dedupBytes === 0) {
+    return { answer: async () => ({ kind: "Uploaded", file_size: staged.storedBytes, frac_deduplicated: 0 }) };
+  }
+  const readable = (await g.meta.listCaches()).filter((c) => effectivePermission(caller, c, c.name).pull).map((c) => c.id);
+  const seen = readable.length > 0 && await g.meta.narInCaches(staged.narHash, readable);
+  return {
+    async answer(narId) {
+      const { fileSize, unsharedBytes } = await g.meta.narSharing(narId, readable);
+      if (seen) return { kind: "Deduplicated", file_size: fileSize, frac_deduplicated: 1 };
+      const frac = staged.narSize === 0 ? 0 : Math.max(0, 1 - unsharedBytes / staged.narSize);
+      return { kind: "Uploaded", file_size: fileSize, frac_deduplicated: frac };
+    },
+  };
+}

@@ -1,0 +1,98 @@
+/**
+ * Threat: a tenant learns what another tenant's private cache holds from the answer to its own
+ * upload. Storage is deduplicated globally, and upload-path used to say so from the global store:
+ * "Deduplicated", frac_deduplicated 1 and file_size 0 confirmed that some cache held the very NAR
+ * the caller sent (a config file with a guessed secret in it, tried one guess at a time), and
+ * frac_deduplicated told how much of a near copy was there. The answer now counts only caches the
+ * caller may read; the bytes are still stored once.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { buildExpr, requireNix, SH, uniqueTag } from "../helpers/nix.ts";
+import { createCache, mintToken, startServer, type TestServer } from "../helpers/server.ts";
+import { openDb, uploadPath } from "../helpers/api.ts";
+
+requireNix();
+
+const MiB = 1024 * 1024;
+let server: TestServer;
+let alice: string;
+let mallory: string;
+
+beforeAll(async () => {
+  server = await startServer();
+  alice = mintToken(server.dataDir, "--pull", "alice-*", "--push", "alice-*", "--create-cache", "alice-*");
+  mallory = mintToken(server.dataDir, "--pull", "mal-*", "--push", "mal-*", "--create-cache", "mal-*");
+  await createCache(server.url, alice, "alice-private");
+  await createCache(server.url, alice, "alice-public", { is_public: true });
+  await createCache(server.url, mallory, "mal-a");
+  await createCache(server.url, mallory, "mal-b");
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+interface Answer { kind: string; file_size: number; frac_deduplicated: number }
+
+async function upload(token: string, cache: string, path: string): Promise<Answer> {
+  const res = await uploadPath(server.url, token, cache, path);
+  expect(res.status).toBe(200);
+  return (await res.json()) as Answer;
+}
+
+const chunkCount = (): number => {
+  const db = openDb(server.dataDir);
+  try {
+    return Number((db.query("SELECT COUNT(*) AS n FROM chunks").get() as { n: number }).n);
+  } finally {
+    db.close();
+  }
+};
+
+/** A path of `bytes` random bytes, and one that differs from it by an edit in the middle. */
+function pathAndNearCopy(name: string, bytes: number): [string, string] {
+  const tag = uniqueTag();
+  const base = buildExpr(`let ${SH} in sh "${name}-${tag}" "/bin/mkdir $out; /usr/bin/head -c ${bytes} /dev/urandom > $out/big"`);
+  const near = buildExpr(`let ${SH} in sh "${name}-near-${tag}" ''
+    /bin/mkdir $out
+    /usr/bin/head -c ${bytes / 2} ${base}/big > $out/big
+    echo "one edit" >> $out/big
+    /usr/bin/tail -c +${bytes / 2 + 1} ${base}/big >> $out/big
+  ''`);
+  return [base, near];
+}
+
+test("a NAR held only in another tenant's private cache is answered like a new one, and still stored once", async () => {
+  const [secret] = pathAndNearCopy("dd-secret", 2 * MiB);
+  const first = await upload(alice, "alice-private", secret);
+  expect(first).toMatchObject({ kind: "Uploaded", frac_deduplicated: 0 });
+  const chunks = chunkCount();
+  // The same NAR: the answer Alice got for sending it first, nothing that says it was there.
+  expect(await upload(mallory, "mal-a", secret)).toEqual(first);
+  expect(chunkCount()).toBe(chunks); // global dedup still stored nothing new
+});
+
+test("a near copy of another tenant's private NAR is told none of its chunks were there", async () => {
+  const [secret, nearSecret] = pathAndNearCopy("dd-near", 2 * MiB);
+  await upload(alice, "alice-private", secret);
+  const chunks = chunkCount();
+  const near = await upload(mallory, "mal-a", nearSecret);
+  expect(near.kind).toBe("Uploaded");
+  expect(near.frac_deduplicated).toBe(0);
+  expect(chunkCount() - chunks).toBeLessThanOrEqual(4); // its chunks are mostly Alice's, stored once
+});
+
+test("what the caller may read still counts: its own caches and public ones", async () => {
+  const [own, nearOwn] = pathAndNearCopy("dd-own", 2 * MiB);
+  await upload(mallory, "mal-a", own);
+  // Mallory's own other cache held it: deduplicated, as she can see for herself.
+  expect(await upload(mallory, "mal-b", own)).toMatchObject({ kind: "Deduplicated", frac_deduplicated: 1 });
+  const near = await upload(mallory, "mal-b", nearOwn);
+  expect(near.kind).toBe("Uploaded");
+  expect(near.frac_deduplicated).toBeGreaterThan(0.75); // all but the chunks around the edit
+
+  // A public cache is anyone's to read.
+  const [published] = pathAndNearCopy("dd-public", 1 * MiB);
+  await upload(alice, "alice-public", published);
+  expect(await upload(mallory, "mal-a", published)).toMatchObject({ kind: "Deduplicated", frac_deduplicated: 1 });
+});
