@@ -320,7 +320,7 @@ export class NativePush {
       storePath: info.storePath, narHash: nar.narHash, narSize: nar.narSize, references: info.references,
     }));
     try {
-      const { narExisted } = await this.g.meta.commitUpload({
+      await this.g.meta.commitUpload({
         packs: nar.parts.packs, newChunks: nar.parts.newChunks, chunkHashes: nar.parts.chunkHashes,
         narHash: nar.narHash, narSize: nar.narSize, cache, stagedId: nar.stagedId,
         object: {
@@ -332,7 +332,8 @@ export class NativePush {
           pushedByToken: tokenIdOf(caller), pushedFrom: origin.client,
         },
       });
-      this.g.metrics?.uploads.inc({ kind: narExisted ? "Deduplicated" : "Uploaded" });
+      // As an uploader could tell (see dedup-view.ts): only a NAR this cache served already was not sent.
+      this.g.metrics?.uploads.inc({ kind: nar.stagedId === undefined ? "Deduplicated" : "Uploaded" });
     } catch (err) {
       if (err instanceof StagingGone) {
         throw bad("NoSuchObject", `the NAR ${info.url} names expired or was sent again before this narinfo; send both again`);

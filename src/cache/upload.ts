@@ -169,8 +169,7 @@ async function ingestAndCommit(
     const serverSig = await signFingerprint(key, objectFingerprint(cache, {
       storePath: info.storePath, narHash: staged.narHash, narSize: info.narSize, references: info.references,
     }));
-    let narExisted;
-    ({ narId, narExisted } = await g.meta.commitUpload({
+    ({ narId } = await g.meta.commitUpload({
       packs: staged.packs, newChunks: staged.newChunks, chunkHashes: staged.chunkHashes,
       narHash: staged.narHash, narSize: staged.narSize, cache,
       object: {
@@ -180,9 +179,6 @@ async function ingestAndCommit(
         pushedByToken: tokenIdOf(caller), pushedFrom: origin.client,
       },
     }));
-    // The operator's figures are global; the uploader's answer counts only what it may read.
-    g.metrics?.uploads.inc({ kind: narExisted ? "Deduplicated" : "Uploaded" });
-    g.metrics?.dedupSaved.inc({}, narExisted ? staged.narSize : staged.dedupBytes);
   } catch (err) {
     await discardStaged(g, staged);
     // Destroyed (or destroyed and recreated) while the body streamed: the path must not land in
@@ -191,5 +187,10 @@ async function ingestAndCommit(
     throw err;
   }
   // Committed: nothing after this may discard what the path now uses.
-  return view.answer(narId);
+  const answer = await view.answer(narId);
+  // /metrics may be open to all: it counts what uploaders were told, never the global store's
+  // view (the server page shows that to operators).
+  g.metrics?.uploads.inc({ kind: answer.kind });
+  g.metrics?.dedupSaved.inc({}, Math.round(answer.frac_deduplicated * staged.narSize));
+  return answer;
 }

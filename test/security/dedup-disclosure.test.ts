@@ -49,6 +49,17 @@ const chunkCount = (): number => {
   }
 };
 
+/** The upload series of /metrics that could tell a dedup (no token is configured: it is open). */
+async function dedupMetrics(): Promise<{ uploaded: number; deduplicated: number; savedBytes: number }> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const value = (series: string): number => Number(text.split("\n").find((l) => l.startsWith(`${series} `))?.split(" ")[1] ?? 0);
+  return {
+    uploaded: value('garret_uploads_total{kind="Uploaded"}'),
+    deduplicated: value('garret_uploads_total{kind="Deduplicated"}'),
+    savedBytes: value("garret_dedup_saved_bytes_total"),
+  };
+}
+
 /** A path of `bytes` random bytes, and one that differs from it by an edit in the middle. */
 function pathAndNearCopy(name: string, bytes: number): [string, string] {
   const tag = uniqueTag();
@@ -67,9 +78,12 @@ test("a NAR held only in another tenant's private cache is answered like a new o
   const first = await upload(alice, "alice-private", secret);
   expect(first).toMatchObject({ kind: "Uploaded", frac_deduplicated: 0 });
   const chunks = chunkCount();
+  const before = await dedupMetrics();
   // The same NAR: the answer Alice got for sending it first, nothing that says it was there.
   expect(await upload(mallory, "mal-a", secret)).toEqual(first);
   expect(chunkCount()).toBe(chunks); // global dedup still stored nothing new
+  // Nor does /metrics, open to anyone by default, count it as a dedup.
+  expect(await dedupMetrics()).toEqual({ ...before, uploaded: before.uploaded + 1 });
 });
 
 test("a near copy of another tenant's private NAR is told none of its chunks were there", async () => {
