@@ -111,6 +111,24 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect((await m.listCaches()).map((c) => c.name)).toEqual(["a"]);
     });
 
+    test("dedup as an uploader sees it: only NARs and chunks the given caches use count", async () => {
+      const m = await open(await fresh());
+      const [a, b] = [await m.createCache(newCache("seen-a")), await m.createCache(newCache("seen-b"))];
+      const first = await upload(m, a, pathHash(1), "shared", 3);
+      await m.commitUpload(first);
+      // A second NAR in b: two of the first NAR's chunks, and one new one.
+      const second = await upload(m, b, pathHash(2), "other", 1);
+      const chunkHashes = [first.chunkHashes[0]!, first.chunkHashes[1]!, second.chunkHashes[0]!];
+      const { narId } = await m.commitUpload({ ...second, chunkHashes, narSize: 3000 });
+      expect(await m.narInCaches(first.narHash, [a.id])).toBe(true);
+      expect(await m.narInCaches(first.narHash, [b.id])).toBe(false);
+      expect(await m.narInCaches(first.narHash, [])).toBe(false);
+      // Its stored size is its own; what it shares counts only through the caches given.
+      expect(await m.narSharing(narId, [a.id, b.id])).toEqual({ fileSize: 300, unsharedBytes: 1000 });
+      expect(await m.narSharing(narId, [b.id])).toEqual({ fileSize: 300, unsharedBytes: 3000 });
+      expect(await m.narSharing(narId, [])).toEqual({ fileSize: 300, unsharedBytes: 3000 });
+    });
+
     test("an upload commits once, is served, and missing paths are answered in bulk", async () => {
       const m = await open(await fresh());
       const cache = await m.createCache(newCache("c"));
