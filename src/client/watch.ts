@@ -52,8 +52,8 @@ const VALIDITY_BATCH = 500;
  * The fallback when the database cannot be read: the store directory's entries, diffed against the
  * last poll. One readdir of a store of 70 000 paths (140 000 entries with their .drv files) took
  * 0.1 s where `nix path-info --all` took 10 s, longer than a poll; and only new entries whose mtime
- * Nix has canonicalised are asked of Nix. An entry not valid yet (a build's output before it is registered, a lock file) is
- * looked at again at each poll until it is valid or gone.
+ * Nix has canonicalised are asked of Nix. An entry not valid yet (a build's output before it is
+ * registered, a lock file) is looked at again at each poll until it is valid or gone.
  */
 export class StoreDirSource implements StoreSource {
   readonly kind: string;

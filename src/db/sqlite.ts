@@ -14,12 +14,12 @@ const now = (): number => Math.floor(Date.now() / 1000);
 
 /** How long a cache record found by getCache is reused, and how many are kept. */
 const CACHE_RECORD_MS = 1000;
+const CACHE_RECORDS_MAX = 1024;
 /** See MetaStore.narSharing: the NAR's distinct chunks found in no other NAR a path of the caches uses. */
 const NAR_SHARING = `SELECT (SELECT file_size FROM nars WHERE id = $nar) AS file_size, coalesce(sum(c.chunk_size), 0) AS unshared
   FROM chunks c WHERE c.id IN (SELECT chunk_id FROM nar_chunks WHERE nar_id = $nar)
     AND NOT EXISTS (SELECT 1 FROM nar_chunks nc JOIN objects o ON o.nar_id = nc.nar_id
       WHERE nc.chunk_id = c.id AND nc.nar_id <> $nar AND o.cache_id IN (SELECT value FROM json_each($caches)))`;
-const CACHE_RECORDS_MAX = 1024;
 /** NAR download answers kept between changes (see narToServe). */
 const SERVED_MAX = 4096;
 
