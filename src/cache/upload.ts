@@ -12,7 +12,7 @@ import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { objectFingerprint } from "./paths.ts";
 import { withUploadLease } from "../gc/lease.ts";
-import { dedupViewOf } from "./dedup-view.ts";
+import { dedupViewOf, type DedupView } from "./dedup-view.ts";
 import type { UploadAnswer } from "../api/attic.ts";
 
 export type { UploadAnswer };
@@ -162,7 +162,8 @@ async function ingestAndCommit(
     throw err;
   }
 
-  let view, narId;
+  let view: DedupView;
+  let narId: number;
   try {
     view = await dedupViewOf(g, caller, staged);
     const { secret: key, publicKey } = cacheKey(cache);
