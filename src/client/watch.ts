@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import { lstatSync, readdirSync } from "node:fs";
-import { NIX_DB, storeDir, validPaths } from "./nix.ts";
+import { NIX_DB, NixCommandError, storeDir, validPaths } from "./nix.ts";
 
 export { NIX_DB };
 
@@ -106,6 +106,12 @@ export async function openStoreSource(dbPath = NIX_DB): Promise<StoreSource> {
   try {
     return NixDbSource.open(dbPath);
   } catch {
-    return new StoreDirSource();
+    try {
+      return new StoreDirSource();
+    } catch (err) {
+      // One line for the user: neither place to watch can be read (no Nix here, or no rights).
+      throw new NixCommandError(`cannot read the Nix database (${dbPath}) nor the store directory (${storeDir()}): `
+        + `${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; is Nix installed, and may this user read its store?`);
+    }
   }
 }

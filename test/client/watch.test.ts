@@ -110,6 +110,18 @@ describe("watch-store", () => {
     }
   });
 
+  test("with neither the Nix database nor the store directory readable it fails with one line", async () => {
+    const cache = `watch-none-${uniqueTag()}`;
+    await createCache(server.url, client.token, cache);
+    const r = Bun.spawnSync(garretCmd("watch-store", `local:${cache}`, "--nix-db", "/nonexistent/db.sqlite"), {
+      env: { ...process.env, ...client.env, NIX_STORE_DIR: "/nonexistent/store" },
+    });
+    expect(r.exitCode).toBe(1);
+    const err = r.stderr.toString().trim();
+    expect(err).toBe("error: cannot read the Nix database (/nonexistent/db.sqlite) nor the store directory (/nonexistent/store): "
+      + "ENOENT; is Nix installed, and may this user read its store?");
+  });
+
   test("an unknown cache fails at once with one line", async () => {
     const r = Bun.spawnSync(garretCmd("watch-store", "local:no-such-cache"), { env: { ...process.env, ...client.env } });
     expect(r.exitCode).toBe(1);
