@@ -3,7 +3,7 @@
  * including a NAR whose chunks were stored under different settings.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { buildClosure, buildExpr, deleteClosure, narOf, requireNix, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildClosure, buildExpr, deleteClosure, narOf, outcome, requireNix, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { narinfoOf, pathInfo, uploadPath } from "../helpers/api.ts";
 
@@ -71,7 +71,7 @@ describe("compression settings", () => {
     expect(Number(info.FileSize)).toBe(Number(info.NarSize));
     const nar = narOf(edited);
     deleteClosure(edited);
-    expect(substitute(`${server.url}/m`, key, edited).code).toBe(0);
+    expect(outcome(substitute(`${server.url}/m`, key, edited))).toBe("ok");
     expect(narOf(edited).equals(nar)).toBe(true);
   });
 });

@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import zlib from "node:zlib";
 import { encodeBase32 } from "../../src/nix/base32.ts";
-import { buildExpr, deleteClosure, narOf, NIX_OPTS, requireNix, run, runOk, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildExpr, deleteClosure, narOf, NIX_OPTS, outcome, requireNix, run, runOk, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { openDb, storageFiles, uploadPath } from "../helpers/api.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 
@@ -113,7 +113,7 @@ function expectSubstituted(cacheUrl: string, key: string, token: string, path: s
   deleteClosure(path);
   const netrc = join(tempDir(), "netrc");
   writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
-  expect(substitute(cacheUrl, key, path, netrc).code).toBe(0);
+  expect(outcome(substitute(cacheUrl, key, path, netrc))).toBe("ok");
   expect(narOf(path).equals(nar)).toBe(true);
 }
 

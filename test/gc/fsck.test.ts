@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
-import { buildClosure, deleteClosure, narOf, requireNix, run, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildClosure, deleteClosure, narOf, outcome, requireNix, run, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { danglingChunks, openDb, pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
 import { GC_TEST_ENV, narinfoStatus, seenByServers } from "./helpers.ts";
@@ -116,6 +116,6 @@ test("fsck finds lost and corrupted chunks, --repair hides the paths, a re-push 
   expect(after.report.objects).toBe(4);
   expect(danglingChunks(server.dataDir)).toEqual([]);
   deleteClosure(lost.top);
-  expect(substitute(`${server.url}/checked`, key, lost.top, netrc).code).toBe(0);
+  expect(outcome(substitute(`${server.url}/checked`, key, lost.top, netrc))).toBe("ok");
   expect(narOf(lost.dep).equals(nars.lost)).toBe(true);
 }, 90000);

@@ -39,6 +39,11 @@ export function runOk(cmd: string[], opts: RunOptions = {}): string {
   return r.stdout;
 }
 
+/** A command's outcome as a failed expectation would best show it: "ok", or its exit code and stderr. */
+export function outcome(r: RunResult): string {
+  return r.code === 0 ? "ok" : `exit ${r.code}: ${r.stderr.trim()}`;
+}
+
 /** Temp dirs made by the tests; test/helpers/cleanup.ts removes them after the run. */
 const made: string[] = [];
 

@@ -5,7 +5,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { buildClosure, buildExpr, deleteClosure, narOf, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildClosure, buildExpr, deleteClosure, narOf, outcome, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { uploadPath } from "../helpers/api.ts";
 import { freshPgDatabase } from "../helpers/pg.ts";
@@ -57,7 +57,7 @@ test("db copy: a SQLite installation moved to PostgreSQL serves and collects the
   const moved = await startServer({ dataDir, args: ["--database-url", pgUrl] });
   servers.push(moved);
   deleteClosure(closure.top);
-  expect(substitute(`${moved.url}/moved`, key, closure.top).code).toBe(0);
+  expect(outcome(substitute(`${moved.url}/moved`, key, closure.top))).toBe("ok");
   expect(narOf(closure.top).equals(nar)).toBe(true);
   // New ids on the copy continue after the copied ones.
   await createCache(moved.url, token, "after");

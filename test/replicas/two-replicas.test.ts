@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { copyFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildClosure, buildExpr, deleteClosure, narOf, narStream, NIX_OPTS, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
+import { buildClosure, buildExpr, deleteClosure, narOf, narStream, NIX_OPTS, outcome, requireNix, run, SH, substitute, tempDir, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
 import { S3_BUCKET, startS3, type TestS3 } from "../helpers/s3.ts";
@@ -80,7 +80,7 @@ describe("two replicas, one PostgreSQL, one bucket", () => {
     const nar = narOf(closure.top);
     for (const p of [closure.dep, closure.top]) expect((await uploadPath(a.url, token, "shared", p)).status).toBe(200);
     deleteClosure(closure.top);
-    expect(substitute(`${b.url}/shared`, key, closure.top).code).toBe(0);
+    expect(outcome(substitute(`${b.url}/shared`, key, closure.top))).toBe("ok");
     expect(narOf(closure.top).equals(nar)).toBe(true);
   });
 
@@ -141,7 +141,7 @@ describe("two replicas, one PostgreSQL, one bucket", () => {
       for (const s of [a, b]) expect(s.log()).toMatch(/PUT \/balanced\/nar\/\S+ 204/);
       for (const s of [a, b]) expect(s.log()).toMatch(/PUT \/balanced\/[0-9a-z]{32}\.narinfo 204/);
       deleteClosure(top);
-      expect(substitute(`${a.url}/balanced`, key, top).code).toBe(0);
+      expect(outcome(substitute(`${a.url}/balanced`, key, top))).toBe("ok");
       closure.forEach((p, i) => expect(narOf(p).equals(nars[i]!)).toBe(true));
     } finally {
       balancer.stop(true);

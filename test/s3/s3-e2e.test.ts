@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildClosure, buildExpr, deleteClosure, narOf, narStream, requireNix, run, SH, substitute, uniqueTag } from "../helpers/nix.ts";
+import { buildClosure, buildExpr, deleteClosure, narOf, narStream, outcome, requireNix, run, SH, substitute, uniqueTag } from "../helpers/nix.ts";
 import { createCache, garretCmd, mintToken, startServer, type TestServer } from "../helpers/server.ts";
 import { narinfoOf, openDb, pathInfo, storeHashOf, uploadPath } from "../helpers/api.ts";
 import { S3_BUCKET, startS3, type TestS3 } from "../helpers/s3.ts";
@@ -69,7 +69,7 @@ describe("S3 backend end to end", () => {
     // Two NARs, each one upload: at most one pack object each.
     expect(bucketBytes().objects - before).toBeLessThanOrEqual(2);
     deleteClosure(closure.top);
-    expect(substitute(`${server.url}/s1`, keys.s1!, closure.top).code).toBe(0);
+    expect(outcome(substitute(`${server.url}/s1`, keys.s1!, closure.top))).toBe("ok");
     expect(narOf(closure.dep).equals(nars.dep!)).toBe(true);
   });
 
@@ -78,7 +78,7 @@ describe("S3 backend end to end", () => {
     await pushClosure("s2", closure.top);
     expect(bucketBytes()).toEqual(before);
     deleteClosure(closure.top);
-    expect(substitute(`${server.url}/s2`, keys.s2!, closure.top).code).toBe(0);
+    expect(outcome(substitute(`${server.url}/s2`, keys.s2!, closure.top))).toBe("ok");
     expect(narOf(closure.top).equals(nars.top!)).toBe(true);
   });
 
@@ -87,10 +87,10 @@ describe("S3 backend end to end", () => {
     server = await startServer({ dataDir: server.dataDir, env: s3.env() });
     deleteClosure(closure.top);
     for (const cache of ["s1", "s2"]) {
-      expect(substitute(`${server.url}/${cache}`, keys[cache]!, closure.top).code).toBe(0);
+      expect(outcome(substitute(`${server.url}/${cache}`, keys[cache]!, closure.top))).toBe("ok");
       deleteClosure(closure.top);
     }
-    expect(substitute(`${server.url}/s1`, keys.s1!, closure.top).code).toBe(0);
+    expect(outcome(substitute(`${server.url}/s1`, keys.s1!, closure.top))).toBe("ok");
   });
 
   test("S3 stopped mid-upload: the upload fails cleanly; a retry after restart succeeds", async () => {
@@ -147,7 +147,7 @@ describe("download redirect", () => {
       // A range still streams through the server.
       expect((await fetch(`${redirecting.url}/r/${info.URL}`, { headers: { range: "bytes=0-9" }, redirect: "manual" })).status).toBe(206);
       deleteClosure(top);
-      expect(substitute(`${redirecting.url}/r`, key, top).code).toBe(0);
+      expect(outcome(substitute(`${redirecting.url}/r`, key, top))).toBe("ok");
       expect(narOf(dep).equals(depNar)).toBe(true);
     } finally {
       await redirecting.stop();
