@@ -10,7 +10,7 @@
  *
  * The paths are written straight into the server's database (one transaction; a quarter of them
  * share a NAR with another path), with the server running, and the dashboard's counters rebuilt
- * from them (REBUILD_COUNTERS), as pushes would leave them. Sequential requests over loopback;
+ * from them (REBUILD_COUNTERS, OBJECT_REFS_BACKFILL), as pushes would leave them. Sequential requests over loopback;
  * p50/p99 of 100 each (cold: 30). Each path refers to the one pushed before it within groups of
  * 200, so a closure has up to 200 paths.
  */
@@ -19,6 +19,7 @@ import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { createCache, main, mintToken, parseFlags, printTable, section, startGarret, writeSummary, type SummaryRow } from "./common.ts";
 import { REBUILD_COUNTERS } from "../../src/db/dashboard-sql.ts";
+import { OBJECT_REFS_BACKFILL } from "../../src/db/object-refs.ts";
 import { freshPgDatabase } from "../../test/helpers/pg.ts";
 
 const SQLITE_ONLY = process.argv.includes("--sqlite-only");
@@ -71,6 +72,7 @@ function fillSqlite(dbPath: string, cacheName: string, n: number): void {
       obj.run(cache.id, hash, path, lastNar, refs, t, t);
     }
     for (const sql of REBUILD_COUNTERS) db.exec(sql);
+    db.exec(OBJECT_REFS_BACKFILL.sqlite);
   })();
   db.close();
 }
@@ -97,6 +99,7 @@ async function fillPostgres(url: string, cacheName: string, n: number): Promise<
       [cache, b.map((x) => x[0]), b.map((x) => x[1]), narOf.slice(i, i + 10_000), b.map((x) => x[2]), b.map((x) => x[3])]);
     }
     for (const q of REBUILD_COUNTERS) await tx.unsafe(q);
+    await tx.unsafe(OBJECT_REFS_BACKFILL.postgresql);
   });
   await sql.unsafe("ANALYZE");
   await sql.close();

@@ -151,13 +151,14 @@ export function listObjectsSql(query: ListObjectsQuery, cacheId: number, engine:
   };
 }
 
-// refs is a JSON array of basenames: a quoted basename is one element of it.
-export const REFERRERS = `SELECT ${LISTING_COLUMNS}
-  WHERE o.cache_id = ? AND o.refs LIKE ? ESCAPE '\\' AND o.store_path_hash <> ?
+// One range of object_refs (see object-refs.ts), which holds no self-references; the objects'
+// own cache is checked too, so a row could never show a path of another cache.
+export const REFERRERS = `SELECT ${LISTING_COLUMNS} JOIN object_refs r ON r.object_id = o.id
+  WHERE r.cache_id = ? AND r.ref_hash = ? AND o.cache_id = ?
   ORDER BY o.store_path LIMIT ?`;
 
 export function referrersParams(cacheId: number, basename: string, limit: number): unknown[] {
-  return [cacheId, `%${JSON.stringify(basename).replace(/[\\%_]/g, "\\$&")}%`, basename.slice(0, 32), limit];
+  return [cacheId, basename.slice(0, 32), cacheId, limit];
 }
 
 export const SERVER_STATS = `

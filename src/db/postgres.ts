@@ -1,5 +1,6 @@
 import { SQL } from "bun";
 import { PG_MIGRATIONS, MIGRATIONS } from "./migrations.ts";
+import { refHashes } from "./object-refs.ts";
 import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
 import { OverQuota, ownPackIds, STAGING_SQL, toStaged, type StagedRow } from "./staging-rows.ts";
 import * as dash from "./dashboard-sql.ts";
@@ -601,10 +602,17 @@ export class PostgresMetaStore implements MetaStore {
         server_sig = excluded.server_sig, server_sig_key = excluded.server_sig_key,
         created_by = excluded.created_by, created_at = excluded.created_at,
         last_accessed_at = excluded.last_accessed_at, pushed_by_token = excluded.pushed_by_token,
-        pushed_from = excluded.pushed_from)
+        pushed_from = excluded.pushed_from
+      RETURNING id),
+      -- The same statement, no round trip more: a path pushed again loses the references it no
+      -- longer has (all sub-statements see one snapshot, so the kept rows are left, not re-added).
+      gone AS (DELETE FROM object_refs r USING up WHERE r.object_id = up.id AND r.ref_hash <> ALL($16::text[])),
+      refs AS (INSERT INTO object_refs (cache_id, ref_hash, object_id) SELECT $1, h, up.id FROM up, unnest($16::text[]) AS h
+        ON CONFLICT DO NOTHING)
       SELECT * FROM old`,
     [c.cache.id, o.storePathHash, o.storePath, narId, JSON.stringify(o.references), o.system, o.deriver, o.ca,
-      JSON.stringify(o.sigs), o.serverSig, o.serverSigKey, o.createdBy, t, o.pushedByToken ?? null, o.pushedFrom ?? null]);
+      JSON.stringify(o.sigs), o.serverSig, o.serverSigKey, o.createdBy, t, o.pushedByToken ?? null, o.pushedFrom ?? null,
+      refHashes(o.storePathHash, o.references)]);
     if (old && old.state === "valid") deltas.add(contribution(old), -1);
     // The new NAR is this transaction's (inserted, or locked for update above): valid until it commits.
     deltas.add({ cacheId: c.cache.id, createdAt: t, ...mine }, 1);

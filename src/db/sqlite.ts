@@ -1,6 +1,7 @@
 import { Database, type Statement } from "bun:sqlite";
 import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
+import { refHashes } from "./object-refs.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
 import { OverQuota, ownPackIds, STAGING_SQL, toStaged, type StagedRow } from "./staging-rows.ts";
@@ -215,7 +216,11 @@ export class SqliteMetaStore implements MetaStore {
           server_sig = excluded.server_sig, server_sig_key = excluded.server_sig_key,
           created_by = excluded.created_by, created_at = excluded.created_at,
           last_accessed_at = excluded.last_accessed_at, pushed_by_token = excluded.pushed_by_token,
-          pushed_from = excluded.pushed_from`),
+          pushed_from = excluded.pushed_from
+        RETURNING id`),
+      // A path pushed again keeps its row: its references are replaced with the new list's.
+      clearObjectRefs: q("DELETE FROM object_refs WHERE object_id = ?"),
+      insertObjectRef: q("INSERT OR IGNORE INTO object_refs (cache_id, ref_hash, object_id) VALUES (?, ?, ?)"),
       // What a path adds to its cache's figures (see dashboard-sql.ts), read around each write of it.
       pathContribution: q(`SELECT o.cache_id AS cacheId, o.created_at AS createdAt, n.nar_size AS narSize,
           n.file_size AS fileSize, n.state FROM objects o JOIN nars n ON n.id = o.nar_id
@@ -583,9 +588,11 @@ export class SqliteMetaStore implements MetaStore {
       const o = c.object;
       const old = this.stmt.pathContribution!.get(c.cache.id, o.storePathHash) as (dash.PathContribution & { state: string }) | null;
       if (old && old.state === "valid") deltas.add(old, -1);
-      this.stmt.upsertObject!.run(c.cache.id, o.storePathHash, o.storePath, narId,
+      const { id: objectId } = this.stmt.upsertObject!.get(c.cache.id, o.storePathHash, o.storePath, narId,
         JSON.stringify(o.references), o.system, o.deriver, o.ca, JSON.stringify(o.sigs),
-        o.serverSig, o.serverSigKey, o.createdBy, t, t, o.pushedByToken ?? null, o.pushedFrom ?? null);
+        o.serverSig, o.serverSigKey, o.createdBy, t, t, o.pushedByToken ?? null, o.pushedFrom ?? null) as { id: number };
+      if (old) this.stmt.clearObjectRefs!.run(objectId);
+      for (const ref of refHashes(o.storePathHash, o.references)) this.stmt.insertObjectRef!.run(c.cache.id, ref, objectId);
       deltas.add(this.stmt.pathContribution!.get(c.cache.id, o.storePathHash) as dash.PathContribution, 1);
       deltas.pushed(c.cache.id, t);
       this.applyDeltas(deltas);

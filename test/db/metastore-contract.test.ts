@@ -402,6 +402,56 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect((await a.allCacheStats()).has(two.id)).toBe(false);
     });
 
+    test("referrers: one cache's paths that name a path, kept with every push, expiry, destroy and the migration that fills them", async () => {
+      const url = await fresh();
+      let m = await open(url);
+      const [a, b] = [await m.createCache(newCache("ra")), await m.createCache(newCache("rb"))];
+      const base = (i: number) => `${pathHash(i)}-x`;
+      const push = async (cache: CacheRecord, i: number, refs: number[], salt: string) => {
+        const c = await upload(m, cache, pathHash(i), salt, 1);
+        await m.commitUpload({ ...c, object: { ...c.object, references: refs.map(base) } });
+      };
+      await push(a, 1, [], "d1");
+      await push(a, 2, [1], "d2");
+      await push(a, 3, [1, 3], "d3"); // itself too, as Nix lists it
+      await push(a, 4, [2], "d4");
+      await push(b, 5, [1], "d5"); // another tenant's path naming the same one
+      const referrers = async (cache: CacheRecord, i: number) => (await m.referrersOf(cache.id, base(i), 100)).map((o) => o.storePathHash);
+      expect(await referrers(a, 1)).toEqual([pathHash(2), pathHash(3)]);
+      expect(await referrers(a, 3)).toEqual([]);
+      expect(await referrers(b, 1)).toEqual([pathHash(5)]);
+      expect((await m.referrersOf(a.id, base(1), 1)).length).toBe(1);
+      // Pushed again with other references: the old ones go, the new ones count.
+      await push(a, 2, [4], "d2b");
+      expect(await referrers(a, 1)).toEqual([pathHash(3)]);
+      expect(await referrers(a, 4)).toEqual([pathHash(2)]);
+      // A database from before the table: the migration fills it from the paths' references.
+      await close(m);
+      opened.splice(opened.indexOf(m), 1);
+      const parsed = parseDatabaseUrl(url);
+      const before = MIGRATIONS.findIndex((q) => q.includes("CREATE TABLE object_refs"));
+      const downgrade = ["DROP TABLE object_refs", `UPDATE schema_version SET version = ${before}`];
+      if (parsed.engine === "sqlite") {
+        const db = new Database(parsed.path);
+        for (const q of downgrade) db.exec(q);
+        db.close();
+      } else {
+        const pg = new SQL({ url: parsed.url, max: 1 });
+        for (const q of downgrade) await pg.unsafe(q);
+        await pg.close();
+      }
+      m = await open(url);
+      expect(await referrers(a, 1)).toEqual([pathHash(3)]);
+      expect(await referrers(a, 4)).toEqual([pathHash(2)]);
+      expect(await referrers(a, 3)).toEqual([]);
+      expect(await referrers(b, 1)).toEqual([pathHash(5)]);
+      // An expired referrer is no longer one; a destroyed cache's paths name nothing.
+      await m.expireObjects(a.id, (objects) => objects.filter((o) => o.storePathHash === pathHash(3)).map((o) => o.id));
+      expect(await referrers(a, 1)).toEqual([]);
+      expect(await m.deleteCache(b)).toBe(true);
+      expect(await referrers(b, 1)).toEqual([]);
+    });
+
     test("native staging: quota checked in the insert, a replaced or undurable record is never published, expiry takes its packs", async () => {
       const url = await fresh();
       const [a, b] = [await open(url), await open(url)];
