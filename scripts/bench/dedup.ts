@@ -12,12 +12,15 @@
  * Reported: logical bytes (sum of both NAR sizes), stored bytes (what DIR/storage grew by), the
  * second upload's frac_deduplicated, the number of pack files, and for reference the size of a
  * `nix copy --to file://DIR?compression=zstd` of both paths (whole compressed NARs, no dedup).
+ * Then whether an upload's duration tells where its NAR already is (dedup-timing.ts).
  */
 import {
   MiB, countFiles, createCache, dirBytes, fmtSec, fmtSize, main, mintToken, nixBuild, NIX_OPTS, note,
   parseFlags, pathInfo, printTable, removeDir, requireNix, section, SH_PRELUDE, startGarret,
   mixedDataScript, tempDir, timeOk, uploadPath, writeSummary, type SummaryRow,
 } from "./common.ts";
+
+import { dedupTiming } from "./dedup-timing.ts";
 
 const INSERT = "garret-dedup-edit";
 
@@ -109,5 +112,6 @@ await main(async () => {
     },
     { bench: "dedup", metric: "pack files", garret: String(packs), reference: "-", ratio: "-", goal: "-", ok: null },
   ];
+  summary.push(...(await dedupTiming(flags.quick)));
   writeSummary(flags, summary);
 });

@@ -17,15 +17,22 @@ export interface DedupView {
 }
 
 /**
- * Taken before the commit, which may make the NAR this caller's own: "Deduplicated" means a cache
- * the caller may read had it before.
+ * The ids of the caches the caller may read: the only ones an upload may count as holding its
+ * bytes already, in its answer and in how much work it does (see `Expected.shownIn`).
  */
-export async function dedupViewOf(g: Garret, caller: Caller, staged: StagedNar): Promise<DedupView> {
+export async function readableCaches(g: Garret, caller: Caller): Promise<number[]> {
+  return (await g.meta.listCaches()).filter((c) => effectivePermission(caller, c, c.name).pull).map((c) => c.id);
+}
+
+/**
+ * Taken before the commit, which may make the NAR this caller's own: "Deduplicated" means a cache
+ * the caller may read (`readable`, from readableCaches) had it before.
+ */
+export async function dedupViewOf(g: Garret, readable: number[], staged: StagedNar): Promise<DedupView> {
   // Nothing was found stored: the caller sent every byte, whatever else the store holds now.
   if (staged.dedupBytes === 0) {
     return { answer: async () => ({ kind: "Uploaded", file_size: staged.storedBytes, frac_deduplicated: 0 }) };
   }
-  const readable = (await g.meta.listCaches()).filter((c) => effectivePermission(caller, c, c.name).pull).map((c) => c.id);
   const seen = readable.length > 0 && await g.meta.narInCaches(staged.narHash, readable);
   return {
     async answer(narId) {

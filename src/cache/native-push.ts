@@ -13,6 +13,7 @@ import { discardStaged, ingestNar, UploadRejected, type StagedNar } from "../sto
 import { StorageError } from "../store/storage.ts";
 import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
+import { readableCaches } from "./dedup-view.ts";
 import { cacheKey } from "./keys.ts";
 import { objectFingerprint, servedNarInfo } from "./paths.ts";
 import { narTooLarge, tokenIdOf, type PushOrigin } from "./upload.ts";
@@ -104,6 +105,7 @@ export class NativePush {
     };
     // The NAR's own lease, on record before the ingest looks up a chunk and held past this PUT:
     // the collector keeps what it reuses and what it wrote until it is published or expires.
+    const readable = await readableCaches(this.g, caller);
     const lease = await holdLease(this.g.meta, this.ttlSeconds);
     let nar: StagedNar;
     try {
@@ -117,7 +119,7 @@ export class NativePush {
         decoded = decodeContent(hashing(body, fileHasher), encoding, room);
       }
       nar = await ingestNar(this.g, decoded, {
-        narHash: null, narSize: null, maxSize: room, check: body instanceof Uint8Array ? undefined : check, lateSeal: true,
+        narHash: null, narSize: null, maxSize: room, check: body instanceof Uint8Array ? undefined : check, lateSeal: true, shownIn: readable,
       }, this.g.ingest);
     } catch (err) {
       await lease.release();

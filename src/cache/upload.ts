@@ -12,7 +12,7 @@ import { authorize, claimsOf, noSuchCache, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
 import { objectFingerprint } from "./paths.ts";
 import { withUploadLease } from "../gc/lease.ts";
-import { dedupViewOf, type DedupView } from "./dedup-view.ts";
+import { dedupViewOf, readableCaches, type DedupView } from "./dedup-view.ts";
 import type { UploadAnswer } from "../api/attic.ts";
 
 export type { UploadAnswer };
@@ -144,11 +144,12 @@ async function ingestAndCommit(
   g: Garret, caller: Caller, cache: CacheRecord, info: UploadInfo, body: AsyncIterable<Uint8Array>, contentEncoding: string,
   origin: PushOrigin,
 ): Promise<UploadAnswer> {
+  const readable = await readableCaches(g, caller);
   let staged;
   try {
     // Decoding stops at the claimed size: a bomb costs no more than an honest NAR of that size.
     const nar = decodeContent(body, contentEncoding, info.narSize);
-    staged = await ingestNar(g, nar, { narHash: info.narHash, narSize: info.narSize, maxSize: info.narSize }, g.ingest);
+    staged = await ingestNar(g, nar, { narHash: info.narHash, narSize: info.narSize, maxSize: info.narSize, shownIn: readable }, g.ingest);
   } catch (err) {
     if (err instanceof DecodeError) {
       if (err.reason === "limit") throw new GarretError("SizeMismatch", `NAR is larger than the claimed nar_size ${info.narSize}`);
@@ -165,7 +166,7 @@ async function ingestAndCommit(
   let view: DedupView;
   let narId: number;
   try {
-    view = await dedupViewOf(g, caller, staged);
+    view = await dedupViewOf(g, readable, staged);
     const { secret: key, publicKey } = cacheKey(cache);
     const serverSig = await signFingerprint(key, objectFingerprint(cache, {
       storePath: info.storePath, narHash: staged.narHash, narSize: info.narSize, references: info.references,

@@ -2,6 +2,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 import { refHashes } from "./object-refs.ts";
+import { CHUNK_SHOWN_IN } from "./chunk-shown.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
 import { OverQuota, ownPackIds, STAGING_SQL, toStaged, type StagedRow } from "./staging-rows.ts";
@@ -186,6 +187,9 @@ export class SqliteMetaStore implements MetaStore {
       findChunks: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
           c.stored_size AS storedSize
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?)) AND c.state = 'valid'`),
+      findChunksShown: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
+          c.stored_size AS storedSize, ${CHUNK_SHOWN_IN.replace("$CACHES", "SELECT value FROM json_each(?2)")} AS shown
+        FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?1)) AND c.state = 'valid'`),
       chunkIdByHash: q("SELECT id, state, stored_size, compression FROM chunks WHERE chunk_hash = ?"),
       reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),
       findNar: q("SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = ?"),
@@ -453,13 +457,12 @@ export class SqliteMetaStore implements MetaStore {
     return (this.stmt.findChunk!.get(hash) as IndexedChunk | null) ?? null;
   }
 
-  async findChunks(hashes: string[]): Promise<Map<string, IndexedChunk>> {
+  async findChunks(hashes: string[], shownIn?: number[]): Promise<Map<string, IndexedChunk>> {
     const found = new Map<string, IndexedChunk>();
     if (hashes.length === 0) return found;
-    for (const r of this.stmt.findChunks!.all(JSON.stringify(hashes)) as (IndexedChunk & { hash: string })[]) {
-      const { hash, ...chunk } = r;
-      found.set(hash, chunk);
-    }
+    const rows = (shownIn ? this.stmt.findChunksShown!.all(JSON.stringify(hashes), JSON.stringify(shownIn))
+      : this.stmt.findChunks!.all(JSON.stringify(hashes))) as (IndexedChunk & { hash: string; shown?: number | boolean })[];
+    for (const { hash, shown, ...chunk } of rows) found.set(hash, shown === undefined ? chunk : { ...chunk, shown: Boolean(shown) });
     return found;
   }
 

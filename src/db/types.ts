@@ -76,6 +76,8 @@ export interface IndexedChunk {
   packKey: string;
   offset: number;
   storedSize: number;
+  /** Asked with `shownIn`: whether a path of one of those caches uses this chunk. */
+  shown?: boolean;
 }
 
 export interface ObjectMeta {
@@ -377,8 +379,11 @@ export interface ServingStore {
 export interface IngestStore {
   /** A valid chunk with this hash, or null (absent, or marked damaged). */
   findChunk(hash: string): Promise<IndexedChunk | null>;
-  /** The valid chunks among these hashes, in one statement (an upload asks for each piece's chunks at once). */
-  findChunks(hashes: string[]): Promise<Map<string, IndexedChunk>>;
+  /**
+   * The valid chunks among these hashes, in one statement (an upload asks for each piece's chunks
+   * at once). With `shownIn`, each also says whether a path of one of those caches uses it.
+   */
+  findChunks(hashes: string[], shownIn?: number[]): Promise<Map<string, IndexedChunk>>;
   findNar(narHash: string): Promise<NarRecord | null>;
   narChunks(narId: number): Promise<ChunkLocation[]>;
   /** Records a pack before any byte is written, so a crash leaves a trace for the collector. */

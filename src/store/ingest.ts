@@ -56,6 +56,14 @@ export interface Expected {
    * fsync overlaps the client's round trip to send the narinfo.
    */
   lateSeal?: boolean;
+  /**
+   * The caches whose paths the uploader may read. A chunk stored already is reused only when one
+   * of them uses it; any other is compressed, written and synced again like a new one, and its
+   * new copy replaces the stored one as a heal's does: the bytes stay stored once, and the upload
+   * costs what a fresh one does, so its duration tells nothing of other tenants' caches. Absent:
+   * every stored chunk is reused.
+   */
+  shownIn?: number[];
 }
 
 /** A NAR whose bytes are durable in storage but not yet visible in any cache. */
@@ -304,8 +312,9 @@ async function ingestSized(
       return;
     }
     seenInUpload.add(hash);
-    const indexed = known ? known.get(hash) ?? null : await deps.meta.findChunk(hash);
-    if (indexed && (await packHealth.holds(indexed))) {
+    const indexed = (known ?? await deps.meta.findChunks([hash], expected.shownIn)).get(hash) ?? null;
+    // One the uploader may not know of is stored again without looking at its pack, as a new one is.
+    if (indexed && indexed.shown !== false && (await packHealth.holds(indexed))) {
       dedupBytes += chunk.length;
       return;
     }
@@ -322,7 +331,7 @@ async function ingestSized(
   const handleChunks = async (chunks: Uint8Array[]): Promise<void> => {
     if (chunks.length === 0) return;
     const hashes = chunks.map((c) => sha256Hex(c));
-    const known = await deps.meta.findChunks([...new Set(hashes.filter((h) => !seenInUpload.has(h)))]);
+    const known = await deps.meta.findChunks([...new Set(hashes.filter((h) => !seenInUpload.has(h)))], expected.shownIn);
     for (let i = 0; i < chunks.length; i++) await handleChunk(chunks[i]!, false, hashes[i], known);
   };
 

@@ -127,6 +127,13 @@ for (const [engine, fresh] of Object.entries(engines)) {
       expect(await m.narSharing(narId, [a.id, b.id])).toEqual({ fileSize: 300, unsharedBytes: 1000 });
       expect(await m.narSharing(narId, [b.id])).toEqual({ fileSize: 300, unsharedBytes: 3000 });
       expect(await m.narSharing(narId, [])).toEqual({ fileSize: 300, unsharedBytes: 3000 });
+      // Chunks say whether the given caches use them; asked without caches, they say nothing.
+      const shown = async (cacheIds?: number[]) => [...(await m.findChunks([...first.chunkHashes, hex(9, "absent")], cacheIds))]
+        .map(([hash, c]) => [first.chunkHashes.indexOf(hash), c.shown]).sort();
+      expect(await shown([a.id])).toEqual([[0, true], [1, true], [2, true]]);
+      expect(await shown([b.id])).toEqual([[0, true], [1, true], [2, false]]);
+      expect(await shown([])).toEqual([[0, false], [1, false], [2, false]]);
+      expect(await shown()).toEqual([[0, undefined], [1, undefined], [2, undefined]]);
     });
 
     test("an upload commits once, is served, and missing paths are answered in bulk", async () => {
