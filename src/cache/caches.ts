@@ -5,6 +5,7 @@ import { cacheKey } from "./keys.ts";
 import { DEFAULT_STORE_DIR, isValidStoreDir } from "../nix/store-path.ts";
 import type { CachePatch, CacheRecord } from "../db/types.ts";
 import { authorize, authorizeCreate, effectivePermission, noSuchCache, type Caller } from "./access.ts";
+import { forgetCacheList } from "./dedup-view.ts";
 import type { Garret } from "./context.ts";
 import type { CacheConfigView, RetentionPeriod } from "../api/attic.ts";
 
@@ -120,6 +121,7 @@ export async function createCache(g: Garret, caller: Caller, name: string, body:
     retentionPeriod: retention ?? null,
     quotaBytes: quota ?? null,
   });
+  forgetCacheList(g);
   await recordAudit(g, caller, "cache.create", name, created.isPublic ? "public" : "private");
   return created;
 }
@@ -140,6 +142,7 @@ export async function configureCache(g: Garret, caller: Caller, name: string, bo
     quotaBytes: quota,
   };
   const updated = await g.meta.updateCache(cache, patch);
+  forgetCacheList(g);
   if (!updated) throw noSuchCache();
   // The names of the settings changed, never their values (a keypair is a secret).
   await recordAudit(g, caller, "cache.configure", name, Object.keys(body).filter((k) => /^[a-z_]{1,40}$/.test(k)).sort().join(","));
@@ -148,6 +151,8 @@ export async function configureCache(g: Garret, caller: Caller, name: string, bo
 
 export async function destroyCache(g: Garret, caller: Caller, name: string): Promise<void> {
   const cache = await authorize(g, caller, name, "destroyCache");
-  if (!(await g.meta.deleteCache(cache))) throw noSuchCache();
+  const deleted = await g.meta.deleteCache(cache);
+  forgetCacheList(g);
+  if (!deleted) throw noSuchCache();
   await recordAudit(g, caller, "cache.destroy", name);
 }

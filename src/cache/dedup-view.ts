@@ -7,6 +7,7 @@
  * NAR itself. Operators still see the global figures (metrics, the server page).
  */
 import type { UploadAnswer } from "../api/attic.ts";
+import type { CacheRecord } from "../db/types.ts";
 import type { StagedNar } from "../store/ingest.ts";
 import { effectivePermission, type Caller } from "./access.ts";
 import type { Garret } from "./context.ts";
@@ -21,7 +22,36 @@ export interface DedupView {
  * bytes already, in its answer and in how much work it does (see `Expected.shownIn`).
  */
 export async function readableCaches(g: Garret, caller: Caller): Promise<number[]> {
-  return (await g.meta.listCaches()).filter((c) => effectivePermission(caller, c, c.name).pull).map((c) => c.id);
+  return (await cacheList(g)).filter((c) => effectivePermission(caller, c, c.name).pull).map((c) => c.id);
+}
+
+/**
+ * The cache list behind readableCaches, read at most once per CACHE_LIST_MS and dropped as soon
+ * as this process creates, configures or destroys a cache: every upload asks, and on a server of
+ * 1000 caches the read took 0.45 ms (SQLite) to 1.2 ms (PostgreSQL). Another replica's change
+ * shows within that time, as cache records do. Meanwhile a cache new there counts as unreadable
+ * (its chunks are written again: more work, nothing told), and one just made private still
+ * counts as readable (the caller could read it a moment ago).
+ */
+const CACHE_LIST_MS = 1000;
+const cacheLists = new WeakMap<Garret, { at: number; caches: Promise<CacheRecord[]> }>();
+
+function cacheList(g: Garret): Promise<CacheRecord[]> {
+  const at = performance.now();
+  const kept = cacheLists.get(g);
+  if (kept && at - kept.at < CACHE_LIST_MS) return kept.caches;
+  const caches = g.meta.listCaches();
+  const entry = { at, caches };
+  cacheLists.set(g, entry);
+  caches.catch(() => {
+    if (cacheLists.get(g) === entry) cacheLists.delete(g);
+  });
+  return caches;
+}
+
+/** After this process changed which caches there are, or who may read them. */
+export function forgetCacheList(g: Garret): void {
+  cacheLists.delete(g);
 }
 
 /**

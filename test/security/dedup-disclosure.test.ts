@@ -154,3 +154,11 @@ test("what the caller may read still counts: its own caches and public ones", as
   await upload(alice, "alice-public", published);
   expect(await upload(mallory, "mal-a", published)).toMatchObject({ kind: "Deduplicated", frac_deduplicated: 1 });
 });
+
+test("a cache this server just created counts at once (the list of caches is kept for a second)", async () => {
+  const [first, second] = pathAndNearCopy("dd-new-cache", 64 * 1024);
+  await upload(mallory, "mal-a", first); // the list is read now, before the cache exists
+  await createCache(server.url, mallory, "mal-new");
+  await upload(mallory, "mal-new", second);
+  expect(await upload(mallory, "mal-b", second)).toMatchObject({ kind: "Deduplicated" });
+});
