@@ -103,9 +103,9 @@ export class NativePush {
         throw new UploadRejected("file", `the body hashes to sha256:${encodeBase32(actual)}, not the ${m[1]} its name claims`);
       }
     };
+    const readable = await readableCaches(this.g, caller);
     // The NAR's own lease, on record before the ingest looks up a chunk and held past this PUT:
     // the collector keeps what it reuses and what it wrote until it is published or expires.
-    const readable = await readableCaches(this.g, caller);
     const lease = await holdLease(this.g.meta, this.ttlSeconds);
     let nar: StagedNar;
     try {
