@@ -451,7 +451,7 @@ export class PostgresMetaStore implements MetaStore {
 
   async findChunk(hash: string): Promise<IndexedChunk | null> {
     return await this.one<IndexedChunk>(`SELECT c.id, c.chunk_size AS size, p.storage_key AS "packKey", c.pack_offset AS "offset",
-        c.stored_size AS "storedSize"
+        c.stored_size AS "storedSize", c.compression
       FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = $1 AND c.state = 'valid'`, [hash]);
   }
 
@@ -460,7 +460,7 @@ export class PostgresMetaStore implements MetaStore {
     if (hashes.length === 0) return found;
     const shown = shownIn ? `, ${CHUNK_SHOWN_IN.replace("$CACHES", "SELECT unnest($2::bigint[])")} AS shown` : "";
     const rows = await this.all<IndexedChunk & { hash: string }>(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size,
-        p.storage_key AS "packKey", c.pack_offset AS "offset", c.stored_size AS "storedSize"${shown}
+        p.storage_key AS "packKey", c.pack_offset AS "offset", c.stored_size AS "storedSize", c.compression${shown}
       FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ANY($1::text[]) AND c.state = 'valid'`,
     shownIn ? [hashes, shownIn] : [hashes]);
     for (const { hash, ...chunk } of rows) found.set(hash, chunk);

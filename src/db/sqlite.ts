@@ -182,13 +182,13 @@ export class SqliteMetaStore implements MetaStore {
       setSigs: q("UPDATE objects SET sigs = ? WHERE cache_id = ? AND store_path_hash = ? AND nar_id = ? AND sigs = ?"),
       touch: q("UPDATE objects SET last_accessed_at = ? WHERE cache_id = ? AND store_path_hash = ?"),
       findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
-          c.stored_size AS storedSize
+          c.stored_size AS storedSize, c.compression
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ? AND c.state = 'valid'`),
       findChunks: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
-          c.stored_size AS storedSize
+          c.stored_size AS storedSize, c.compression
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?)) AND c.state = 'valid'`),
       findChunksShown: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
-          c.stored_size AS storedSize, ${CHUNK_SHOWN_IN.replace("$CACHES", "SELECT value FROM json_each(?2)")} AS shown
+          c.stored_size AS storedSize, c.compression, ${CHUNK_SHOWN_IN.replace("$CACHES", "SELECT value FROM json_each(?2)")} AS shown
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?1)) AND c.state = 'valid'`),
       chunkIdByHash: q("SELECT id, state, stored_size, compression FROM chunks WHERE chunk_hash = ?"),
       reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),

@@ -76,6 +76,7 @@ export interface IndexedChunk {
   packKey: string;
   offset: number;
   storedSize: number;
+  compression: Compression;
   /** Asked with `shownIn`: whether a path of one of those caches uses this chunk. */
   shown?: boolean;
 }

@@ -284,7 +284,8 @@ async function ingestSized(
   const chunkHashes: string[] = [];
   const newChunks: NewChunk[] = [];
   const seenInUpload = new Set<string>();
-  const inflight: { hash: string; size: number; heals: boolean; compressed: Promise<Uint8Array> }[] = [];
+  // `replaces`: the stored copy of a chunk the uploader may not know of (see Expected.shownIn).
+  const inflight: { hash: string; size: number; heals: boolean; replaces?: IndexedChunk; compressed: Promise<Uint8Array> }[] = [];
   let narSize = 0;
   let dedupBytes = 0;
   let storedBytes = 0;
@@ -294,13 +295,23 @@ async function ingestSized(
     const job = inflight.shift()!;
     const data = await job.compressed;
     const { packId, offset } = await sink.append(data);
+    const heals = job.replaces ? await replaceable(job.replaces, data.length) : job.heals;
     newChunks.push({
-      hash: job.hash, size: job.size, compression: opts.compression, packId, offset, storedSize: data.length, heals: job.heals,
+      hash: job.hash, size: job.size, compression: opts.compression, packId, offset, storedSize: data.length, heals,
     });
     storedBytes += data.length;
   };
 
   const packHealth = new PackHealth(deps.storage);
+  /**
+   * Whether a fresh copy of a chunk the uploader may not know of takes the stored one's place.
+   * Every NAR using the chunk declares its stored size and compression (narinfo FileSize, the
+   * served stream), so only an identical copy may (the same settings give the same bytes). One
+   * made under other settings stays unindexed, for the collector, unless the stored copy's pack
+   * lost it: then it heals, as it always did.
+   */
+  const replaceable = async (stored: IndexedChunk, storedSize: number): Promise<boolean> =>
+    (stored.compression === opts.compression && stored.storedSize === storedSize) || !(await packHealth.holds(stored));
   // `owned`: the chunk's bytes are this upload's to keep (not a chunker view), and `knownHash` its
   // sha256 when already computed (a whole NAR's is the NAR hash, just verified).
   // `known`: the index's answer for this chunk, looked up with the other chunks of its piece.
@@ -321,7 +332,7 @@ async function ingestSized(
     // The chunker's view is only valid until its next call, and compression runs off-thread.
     const copy = owned ? chunk : chunk.slice();
     inflight.push({
-      hash, size: copy.length, heals: indexed !== null,
+      hash, size: copy.length, heals: indexed !== null, replaces: indexed?.shown === false ? indexed : undefined,
       compressed: compressChunk(copy, opts.compression, opts.compressionLevel, whole),
     });
     if (inflight.length >= opts.compressionWindow) await flushOne();

@@ -162,3 +162,31 @@ test("a cache this server just created counts at once (the list of caches is kep
   await upload(mallory, "mal-new", second);
   expect(await upload(mallory, "mal-b", second)).toMatchObject({ kind: "Deduplicated" });
 });
+
+test("a copy made under other compression settings leaves the stored one in place: both tenants still substitute", async () => {
+  const own = await startServer();
+  try {
+    const a = mintToken(own.dataDir, "--pull", "a", "--push", "a", "--create-cache", "a");
+    const m = mintToken(own.dataDir, "--pull", "m", "--push", "m", "--create-cache", "m");
+    const keys = { a: await createCache(own.url, a, "a"), m: await createCache(own.url, m, "m") };
+    const [secret] = pathAndNearCopy("dd-settings", 2 * MiB);
+    expect((await uploadPath(own.url, a, "a", secret)).status).toBe(200);
+    await own.stop();
+    // The same data dir, now storing brotli: a fresh copy of zstd chunks cannot stand in for them.
+    const again = await startServer({ dataDir: own.dataDir, args: ["--compression", "br"] });
+    own.stop = again.stop;
+    const bytes = storedBytes(own.dataDir);
+    expect((await uploadPath(again.url, m, "m", secret)).status).toBe(200);
+    expect(storedBytes(own.dataDir) - bytes).toBeGreaterThanOrEqual(2 * MiB); // the work was done all the same
+    for (const [cache, token] of [["a", a], ["m", m]] as const) {
+      const netrc = join(tempDir(), "netrc");
+      writeFileSync(netrc, `machine 127.0.0.1 password ${token}\n`);
+      deleteFromStore(secret);
+      expect([cache, outcome(substitute(`${again.url}/${cache}`, keys[cache], secret, netrc))]).toEqual([cache, "ok"]);
+    }
+    runGc(own.dataDir);
+    expect(danglingChunks(own.dataDir)).toEqual([]);
+  } finally {
+    await own.stop();
+  }
+});
