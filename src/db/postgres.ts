@@ -1,7 +1,7 @@
 import { SQL } from "bun";
 import { PG_MIGRATIONS, MIGRATIONS } from "./migrations.ts";
 import { refHashes } from "./object-refs.ts";
-import { CHUNK_SHOWN_IN } from "./chunk-shown.ts";
+import { chunkShownIn } from "./chunk-shown.ts";
 import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
 import { OverQuota, ownPackIds, STAGING_SQL, toStaged, type StagedRow } from "./staging-rows.ts";
 import * as dash from "./dashboard-sql.ts";
@@ -458,7 +458,7 @@ export class PostgresMetaStore implements MetaStore {
   async findChunks(hashes: string[], shownIn?: number[]): Promise<Map<string, IndexedChunk>> {
     const found = new Map<string, IndexedChunk>();
     if (hashes.length === 0) return found;
-    const shown = shownIn ? `, ${CHUNK_SHOWN_IN.replace("$CACHES", "SELECT unnest($2::bigint[])")} AS shown` : "";
+    const shown = shownIn ? `, ${chunkShownIn("= ANY($2::bigint[])")} AS shown` : "";
     const rows = await this.all<IndexedChunk & { hash: string }>(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size,
         p.storage_key AS "packKey", c.pack_offset AS "offset", c.stored_size AS "storedSize", c.compression${shown}
       FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ANY($1::text[]) AND c.state = 'valid'`,

@@ -2,7 +2,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { chmodSync, closeSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 import { refHashes } from "./object-refs.ts";
-import { CHUNK_SHOWN_IN } from "./chunk-shown.ts";
+import { chunkShownIn } from "./chunk-shown.ts";
 import { SAFETY_NET_PAGES, startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 import { CacheChanged, pushRecord, StagingGone, type AuditEntry, type NewStagedNar, type PushRecord, type PushRow, type StagedNarRecord, type StagedParts } from "./types.ts";
 import { OverQuota, ownPackIds, STAGING_SQL, toStaged, type StagedRow } from "./staging-rows.ts";
@@ -188,7 +188,7 @@ export class SqliteMetaStore implements MetaStore {
           c.stored_size AS storedSize, c.compression
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?)) AND c.state = 'valid'`),
       findChunksShown: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
-          c.stored_size AS storedSize, c.compression, ${CHUNK_SHOWN_IN.replace("$CACHES", "SELECT value FROM json_each(?2)")} AS shown
+          c.stored_size AS storedSize, c.compression, ${chunkShownIn("IN (SELECT value FROM json_each(?2))")} AS shown
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?1)) AND c.state = 'valid'`),
       chunkIdByHash: q("SELECT id, state, stored_size, compression FROM chunks WHERE chunk_hash = ?"),
       reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),
