@@ -403,15 +403,16 @@ export class PostgresMetaStore implements MetaStore {
 
   async narInCaches(narHash: string, cacheIds: number[]): Promise<boolean> {
     return (await this.one(`SELECT 1 FROM nars n JOIN objects o ON o.nar_id = n.id
-      WHERE n.nar_hash = $1 AND n.state = 'valid' AND o.cache_id = ANY($2::bigint[]) LIMIT 1`, [narHash, cacheIds])) !== null;
+      WHERE n.nar_hash = $1 AND n.state = 'valid' AND o.cache_id + 0 = ANY($2::bigint[]) LIMIT 1`, [narHash, cacheIds])) !== null;
   }
 
+  // `cache_id + 0` here and in narInCaches: through the NAR's paths, never a cache's (see chunk-shown.ts).
   async narSharing(narId: number, cacheIds: number[]): Promise<{ fileSize: number; unsharedBytes: number }> {
     const r = (await this.one<{ file_size: number | null; unshared: number }>(`SELECT (SELECT file_size FROM nars WHERE id = $1) AS file_size,
         coalesce(sum(c.chunk_size), 0) AS unshared
       FROM chunks c WHERE c.id IN (SELECT chunk_id FROM nar_chunks WHERE nar_id = $1)
         AND NOT EXISTS (SELECT 1 FROM nar_chunks nc JOIN objects o ON o.nar_id = nc.nar_id
-          WHERE nc.chunk_id = c.id AND nc.nar_id <> $1 AND o.cache_id = ANY($2::bigint[]))`, [narId, cacheIds]))!;
+          WHERE nc.chunk_id = c.id AND nc.nar_id <> $1 AND o.cache_id + 0 = ANY($2::bigint[]))`, [narId, cacheIds]))!;
     return { fileSize: Number(r.file_size ?? 0), unsharedBytes: Number(r.unshared) };
   }
 

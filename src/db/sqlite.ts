@@ -17,11 +17,11 @@ const now = (): number => Math.floor(Date.now() / 1000);
 /** How long a cache record found by getCache is reused, and how many are kept. */
 const CACHE_RECORD_MS = 1000;
 const CACHE_RECORDS_MAX = 1024;
-/** See MetaStore.narSharing: the NAR's distinct chunks found in no other NAR a path of the caches uses. */
+/** See MetaStore.narSharing: the NAR's distinct chunks found in no other NAR a path of the caches uses (through the NAR's paths, never a cache's: see chunk-shown.ts). */
 const NAR_SHARING = `SELECT (SELECT file_size FROM nars WHERE id = $nar) AS file_size, coalesce(sum(c.chunk_size), 0) AS unshared
   FROM chunks c WHERE c.id IN (SELECT chunk_id FROM nar_chunks WHERE nar_id = $nar)
     AND NOT EXISTS (SELECT 1 FROM nar_chunks nc JOIN objects o ON o.nar_id = nc.nar_id
-      WHERE nc.chunk_id = c.id AND nc.nar_id <> $nar AND o.cache_id IN (SELECT value FROM json_each($caches)))`;
+      WHERE nc.chunk_id = c.id AND nc.nar_id <> $nar AND o.cache_id + 0 IN (SELECT value FROM json_each($caches)))`;
 /** NAR download answers kept between changes (see narToServe). */
 const SERVED_MAX = 4096;
 
@@ -411,7 +411,7 @@ export class SqliteMetaStore implements MetaStore {
 
   async narInCaches(narHash: string, cacheIds: number[]): Promise<boolean> {
     return this.db.query(`SELECT 1 FROM nars n JOIN objects o ON o.nar_id = n.id
-      WHERE n.nar_hash = ? AND n.state = 'valid' AND o.cache_id IN (SELECT value FROM json_each(?)) LIMIT 1`)
+      WHERE n.nar_hash = ? AND n.state = 'valid' AND o.cache_id + 0 IN (SELECT value FROM json_each(?)) LIMIT 1`)
       .get(narHash, JSON.stringify(cacheIds)) !== null;
   }
 
