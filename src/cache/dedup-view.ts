@@ -4,7 +4,8 @@
  * frac_deduplicated, or the bytes the upload added) would confirm that some cache holds a NAR the
  * caller can rebuild, say a config file with a guessed secret in it, tried one guess at a time.
  * So an answer counts only what caches the caller may read held already, and repeats inside the
- * NAR itself. Operators still see the global figures (metrics, the server page).
+ * NAR itself. Operators still see the global figures (metrics, the server page). The same holds
+ * for how long an upload takes: the ingest reuses only chunks these caches use (`shownIn`).
  */
 import type { UploadAnswer } from "../api/attic.ts";
 import type { CacheRecord } from "../db/types.ts";
