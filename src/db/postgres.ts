@@ -450,12 +450,6 @@ export class PostgresMetaStore implements MetaStore {
 
   // --- ingest
 
-  async findChunk(hash: string): Promise<IndexedChunk | null> {
-    return await this.one<IndexedChunk>(`SELECT c.id, c.chunk_size AS size, p.storage_key AS "packKey", c.pack_offset AS "offset",
-        c.stored_size AS "storedSize", c.compression
-      FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = $1 AND c.state = 'valid'`, [hash]);
-  }
-
   async findChunks(hashes: string[], shownIn?: number[]): Promise<Map<string, IndexedChunk>> {
     const found = new Map<string, IndexedChunk>();
     if (hashes.length === 0) return found;

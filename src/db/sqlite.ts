@@ -181,9 +181,6 @@ export class SqliteMetaStore implements MetaStore {
       updateSig: q("UPDATE objects SET server_sig = ?, server_sig_key = ? WHERE cache_id = ? AND store_path_hash = ?"),
       setSigs: q("UPDATE objects SET sigs = ? WHERE cache_id = ? AND store_path_hash = ? AND nar_id = ? AND sigs = ?"),
       touch: q("UPDATE objects SET last_accessed_at = ? WHERE cache_id = ? AND store_path_hash = ?"),
-      findChunk: q(`SELECT c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
-          c.stored_size AS storedSize, c.compression
-        FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash = ? AND c.state = 'valid'`),
       findChunks: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
           c.stored_size AS storedSize, c.compression
         FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?)) AND c.state = 'valid'`),
@@ -451,10 +448,6 @@ export class SqliteMetaStore implements MetaStore {
       for (const h of hashes) this.stmt.touch!.run(at, cacheId, h);
     }).immediate();
     this.checkpointer?.committed();
-  }
-
-  async findChunk(hash: string): Promise<IndexedChunk | null> {
-    return (this.stmt.findChunk!.get(hash) as IndexedChunk | null) ?? null;
   }
 
   async findChunks(hashes: string[], shownIn?: number[]): Promise<Map<string, IndexedChunk>> {
@@ -773,7 +766,7 @@ export class SqliteMetaStore implements MetaStore {
       // upload holding a lease <= S. Once none of those is live, nobody can reference it any more.
       const live = (this.db.query("SELECT MIN(id) AS id FROM upload_leases WHERE expires_at > ?").get(at) as { id: number | null }).id;
       const bound = live ?? Number.MAX_SAFE_INTEGER;
-      // Damaged chunks nothing references go at once: no upload can reuse them (findChunk skips
+      // Damaged chunks nothing references go at once: no upload can reuse them (findChunks skips
       // them, and a commit that finds one damaged or gone fails rather than reference it).
       const where = `((state = 'deleting' AND mark_seq < ?1) OR state = 'damaged')
         AND NOT EXISTS (SELECT 1 FROM nar_chunks nc WHERE nc.chunk_id = chunks.id)`;

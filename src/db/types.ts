@@ -378,8 +378,6 @@ export interface ServingStore {
 
 /** Ingest: chunk and NAR lookups of an upload, its packs, its lease, and its commit. */
 export interface IngestStore {
-  /** A valid chunk with this hash, or null (absent, or marked damaged). */
-  findChunk(hash: string): Promise<IndexedChunk | null>;
   /**
    * The valid chunks among these hashes, in one statement (an upload asks for each piece's chunks
    * at once). With `shownIn`, each also says whether a path of one of those caches uses it.

@@ -52,7 +52,7 @@ import { selectEvictions } from "./retention.ts";
  *
  * The lease argument. An upload takes a lease (ids from an AUTOINCREMENT / identity sequence,
  * never reused, so "issued before" is an id comparison immune to clock skew between replicas)
- * and its insert commits before its first findChunk; findChunk only returns chunks in state
+ * and its insert commits before its first findChunks; findChunks only returns chunks in state
  * 'valid'. If it found chunk C, C was valid at that moment, so any later mark of C records
  * mark_seq >= the upload's lease id (step 3 reads the sequence's high-water mark, which covers
  * every committed lease); step 4 leaves C's row alone while that lease is live, on whichever
