@@ -59,9 +59,9 @@ export interface Expected {
   /**
    * The caches whose paths the uploader may read. A chunk stored already is reused only when one
    * of them uses it; any other is compressed, written and synced again like a new one, and its
-   * new copy replaces the stored one as a heal's does: the bytes stay stored once, and the upload
-   * costs what a fresh one does, so its duration tells nothing of other tenants' caches. Absent:
-   * every stored chunk is reused.
+   * new copy replaces the stored one as a heal's does when identical (see `replaceable`): the
+   * bytes stay indexed once, and the upload costs what a fresh one does, so its duration tells
+   * nothing of other tenants' caches. Absent: every stored chunk is reused.
    */
   shownIn?: number[];
 }
