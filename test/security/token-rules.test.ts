@@ -120,7 +120,8 @@ describe("a bad token on a public cache is served as anonymous", () => {
     writeFileSync(netrc, `machine 127.0.0.1 password ${await expiredToken(server.dataDir)}\n`);
     deleteFromStore(path);
     const r = substitute(`${server.url}/${pub}`, publicKey, path, netrc);
-    expect(r.stderr).not.toContain("401");
+    // The server's URL left out: its port may hold the digits (34401 did, in CI).
+    expect(r.stderr.replaceAll(server.url, "<server>")).not.toContain("401");
     expect(outcome(r)).toBe("ok");
     expect(run(["nix-store", "--check-validity", path]).code).toBe(0);
   });
