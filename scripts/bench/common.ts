@@ -389,11 +389,12 @@ export function mintToken(dataDir: string): string {
     "--pull", "*", "--push", "*", "--create-cache", "*")).trim();
 }
 
-export async function createCache(url: string, token: string, name: string): Promise<void> {
+/** A cache for the bench: public unless `isPublic` is false (the dedup timing part needs private ones). */
+export async function createCache(url: string, token: string, name: string, isPublic = true): Promise<void> {
   const res = await fetch(`${url}/_api/v1/cache-config/${name}`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ keypair: "Generate", is_public: true }),
+    body: JSON.stringify({ keypair: "Generate", is_public: isPublic }),
   });
   if (!res.ok) throw new Error(`creating cache ${name}: ${res.status} ${await res.text()}`);
 }
@@ -532,3 +533,30 @@ export async function startStaticServer(): Promise<{ url: string; pid: number }>
     await Bun.sleep(20);
   }
 }
+
+/** A NAR string field: u64 length, bytes, zero padding to 8. */
+function narString(parts: Uint8Array[], bytes: Uint8Array | string): void {
+  const b = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+  const len = new Uint8Array(8);
+  new DataView(len.buffer).setBigUint64(0, BigInt(b.length), true);
+  parts.push(len, b, new Uint8Array((8 - (b.length % 8)) % 8));
+}
+
+/** The NAR of one regular file, as Nix writes it: the benches' synthetic store paths. */
+export function fileNar(contents: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const s of ["nix-archive-1", "(", "type", "regular", "contents"]) narString(parts, s);
+  narString(parts, contents);
+  narString(parts, ")");
+  return Buffer.concat(parts);
+}
+
+const STORE_B32 = "0123456789abcdfghijklmnpqrsvwxyz";
+/** A random store path hash part (32 nix-base32 characters). */
+export const randomStoreHash = (): string => Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => STORE_B32[b % 32]).join("");
+
+/** The median (the mean of the middle two for an even count). */
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};

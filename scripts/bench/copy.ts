@@ -17,8 +17,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  buildWideClosure, createCache, mintToken, NIX_OPTS, parseFlags, printTable, removeDir, requireNix, run, section,
-  startGarret, startStaticServer, stopAll, tempDir, writeSummary, type SummaryRow,
+  buildWideClosure, createCache, median, mintToken, NIX_OPTS, parseFlags, printTable, removeDir, requireNix, run, section, startGarret, startStaticServer, stopAll, tempDir, writeSummary, type SummaryRow,
 } from "./common.ts";
 
 const flags = parseFlags();
@@ -26,11 +25,6 @@ requireNix();
 const PATHS = flags.quick ? 40 : 300;
 const ROUNDS = flags.quick ? 1 : 3;
 section(`copy: nix copy of ${PATHS} paths to garret vs to file:// (scripts/bench/copy.ts)`);
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 function timeCopy(to: string, netrc: string | null, top: string): number {
   const t = performance.now();

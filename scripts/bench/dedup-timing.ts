@@ -5,29 +5,16 @@
  * seen (the reference), one that only the other tenant's cache holds, and the same again once the
  * uploader's own cache holds it (reused, for scale). Goal: the second within 25% of the first.
  */
-import { fmtSize, garretCmd, MiB, printTable, runOk, startGarret, type SummaryRow } from "./common.ts";
+import { createCache, fileNar, fmtSize, garretCmd, median, MiB, printTable, randomStoreHash, runOk, startGarret, type SummaryRow } from "./common.ts";
 
-const B32 = "0123456789abcdfghijklmnpqrsvwxyz";
-const randomHash = (): string => Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => B32[b % 32]).join("");
 const sha256 = (b: Uint8Array): string => new Bun.CryptoHasher("sha256").update(b).digest("hex");
 
-/** A NAR of one regular file of `n` random bytes, as Nix writes it. */
+/** A NAR of one regular file of `n` random bytes. */
 function randomNar(n: number): Uint8Array {
   const contents = new Uint8Array(n);
   for (let o = 0; o < n; o += 65536) crypto.getRandomValues(contents.subarray(o, Math.min(n, o + 65536)));
-  const parts: Uint8Array[] = [];
-  const str = (b: Uint8Array): void => {
-    const len = new Uint8Array(8);
-    new DataView(len.buffer).setUint32(0, b.length, true);
-    parts.push(len, b, new Uint8Array((8 - (b.length % 8)) % 8));
-  };
-  for (const s of ["nix-archive-1", "(", "type", "regular", "contents"]) str(new TextEncoder().encode(s));
-  str(contents);
-  str(new TextEncoder().encode(")"));
-  return Buffer.concat(parts);
+  return fileNar(contents);
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export async function dedupTiming(quick: boolean): Promise<SummaryRow[]> {
   const server = await startGarret();
@@ -35,14 +22,10 @@ export async function dedupTiming(quick: boolean): Promise<SummaryRow[]> {
     const token = (cache: string): string => runOk(garretCmd("token", "create", "--data", server.dataDir, "--sub", cache,
       "--validity", "1d", "--pull", cache, "--push", cache, "--create-cache", cache)).trim();
     const [victim, attacker] = [token("victim"), token("attacker")];
-    for (const [cache, tok] of [["victim", victim], ["attacker", attacker]]) {
-      const res = await fetch(`${server.url}/_api/v1/cache-config/${cache}`, {
-        method: "POST", headers: { authorization: `Bearer ${tok}` }, body: JSON.stringify({ keypair: "Generate", is_public: false }),
-      });
-      if (!res.ok) throw new Error(`creating cache ${cache}: ${res.status} ${await res.text()}`);
-    }
+    await createCache(server.url, victim, "victim", false);
+    await createCache(server.url, attacker, "attacker", false);
     const upload = async (tok: string, cache: string, nar: Uint8Array): Promise<number> => {
-      const hash = randomHash();
+      const hash = randomStoreHash();
       const t = performance.now();
       const res = await fetch(`${server.url}/_api/v1/upload-path`, {
         method: "PUT", body: nar, headers: {

@@ -19,7 +19,6 @@ import {
   parseFlags, pathInfo, printTable, removeDir, requireNix, section, SH_PRELUDE, startGarret,
   mixedDataScript, tempDir, timeOk, uploadPath, writeSummary, type SummaryRow,
 } from "./common.ts";
-
 import { dedupTiming } from "./dedup-timing.ts";
 
 const INSERT = "garret-dedup-edit";

@@ -12,8 +12,7 @@
  */
 import { cpus } from "node:os";
 import {
-  buildWideClosure, createCache, garretCmd, mintToken, parseFlags, printTable, procCpuSeconds, removeDir, requireNix, run, section,
-  startGarret, stopAll, tempDir, writeSummary, type Garret, type SummaryRow,
+  buildWideClosure, createCache, garretCmd, median, mintToken, parseFlags, printTable, procCpuSeconds, removeDir, requireNix, run, section, startGarret, stopAll, tempDir, writeSummary, type Garret, type SummaryRow,
 } from "./common.ts";
 
 const PATHS = 50;
@@ -84,11 +83,6 @@ async function timePush(g: Garret, via: string, token: string, cache: string, to
     removeDir(env.XDG_CONFIG_HOME);
   }
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 const flags = parseFlags();
 requireNix();

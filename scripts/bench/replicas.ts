@@ -15,7 +15,7 @@ import { SQL } from "bun";
 import { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUN, REPO, main, note, parseFlags, printTable, registerStoppable, section, tempDir, writeSummary, type SummaryRow } from "./common.ts";
+import { BUN, fileNar, REPO, main, note, parseFlags, printTable, randomStoreHash, registerStoppable, section, tempDir, writeSummary, type SummaryRow } from "./common.ts";
 import { freshPgDatabase } from "../../test/helpers/pg.ts";
 
 // --part is this bench's own flag; the rest are the common ones.
@@ -62,23 +62,6 @@ function token(dataDir: string, databaseUrl?: string): string {
   return r.stdout.toString().trim();
 }
 
-// Synthetic NARs: a regular file of random bytes, wrapped as Nix writes it.
-function narOf(contents: Uint8Array): Uint8Array {
-  const parts: Uint8Array[] = [];
-  const str = (s: string | Uint8Array) => {
-    const b = typeof s === "string" ? new TextEncoder().encode(s) : s;
-    const len = new Uint8Array(8);
-    new DataView(len.buffer).setUint32(0, b.length, true);
-    parts.push(len, b, new Uint8Array((8 - (b.length % 8)) % 8));
-  };
-  for (const s of ["nix-archive-1", "(", "type", "regular", "contents"]) str(s);
-  str(contents);
-  str(")");
-  return Buffer.concat(parts);
-}
-
-const B32 = "0123456789abcdfghijklmnpqrsvwxyz";
-const randomHash = () => Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => B32[b % 32]).join("");
 const sha256 = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
 
 async function upload(url: string, tok: string, cache: string, hash: string, nar: Uint8Array): Promise<number> {
@@ -104,8 +87,8 @@ async function load(urls: string[], tok: string): Promise<LoadResult> {
   });
   const paths: string[] = [];
   for (let i = 0; i < NARS; i++) {
-    const h = randomHash();
-    if (await upload(urls[i % urls.length]!, tok, "bench", h, narOf(crypto.getRandomValues(new Uint8Array(16 * 1024 + i * 2048))))!== 200) throw new Error("seeding failed");
+    const h = randomStoreHash();
+    if (await upload(urls[i % urls.length]!, tok, "bench", h, fileNar(crypto.getRandomValues(new Uint8Array(16 * 1024 + i * 2048))))!== 200) throw new Error("seeding failed");
     paths.push(h);
   }
   let errors = 0;
@@ -136,7 +119,7 @@ async function load(urls: string[], tok: string): Promise<LoadResult> {
   };
   const pusher = async () => {
     while (performance.now() < end) {
-      const status = await upload(next(), tok, "bench", randomHash(), narOf(crypto.getRandomValues(new Uint8Array(32 * 1024))));
+      const status = await upload(next(), tok, "bench", randomStoreHash(), fileNar(crypto.getRandomValues(new Uint8Array(32 * 1024))));
       requests++;
       if (status !== 200) errors++;
       else uploads++;
@@ -173,7 +156,7 @@ async function fill(engine: "sqlite" | "postgres", where: string, cacheId: numbe
 
 /** The first call (it writes the 5 000 present paths' access times) and the median of the next 5 (accesses then fresh). */
 async function missingPathsMs(url: string, tok: string): Promise<{ first: number; median: number }> {
-  const hashes = Array.from({ length: 10_000 }, (_, i) => (i % 2 === 0 ? (i * 7 + 1).toString(16).padStart(32, "0").replaceAll("f", "g").replaceAll("e", "f") : randomHash()));
+  const hashes = Array.from({ length: 10_000 }, (_, i) => (i % 2 === 0 ? (i * 7 + 1).toString(16).padStart(32, "0").replaceAll("f", "g").replaceAll("e", "f") : randomStoreHash()));
   const times: number[] = [];
   for (let i = 0; i < 6; i++) {
     const t = performance.now();

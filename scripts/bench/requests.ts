@@ -12,34 +12,12 @@
  */
 import { encodeBase32 } from "../../src/nix/base32.ts";
 import {
-  createCache, mintToken, parseFlags, printTable, procCpuSeconds, section, startGarret, startStaticServer, stopAll, writeSummary, type SummaryRow,
+  createCache, fileNar, median, mintToken, parseFlags, printTable, procCpuSeconds, section, startGarret, startStaticServer, stopAll, writeSummary, type SummaryRow,
 } from "./common.ts";
 
 const flags = parseFlags();
 const N = flags.quick ? 500 : 2000;
 section(`requests: sequential keep-alive round trips per request kind, ${N} each (scripts/bench/requests.ts)`);
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
-/** A NAR string field: u64 length, bytes, zero padding to 8. */
-function narString(parts: Uint8Array[], bytes: Uint8Array | string): void {
-  const b = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
-  const len = new Uint8Array(8);
-  new DataView(len.buffer).setBigUint64(0, BigInt(b.length), true);
-  parts.push(len, b, new Uint8Array((8 - (b.length % 8)) % 8));
-}
-
-/** The NAR of one regular file. */
-function fileNar(contents: Uint8Array): Uint8Array {
-  const parts: Uint8Array[] = [];
-  for (const s of ["nix-archive-1", "(", "type", "regular", "contents"]) narString(parts, s);
-  narString(parts, contents);
-  narString(parts, ")");
-  return Buffer.concat(parts);
-}
 
 const sha256 = (b: Uint8Array): Uint8Array => new Bun.CryptoHasher("sha256").update(b).digest() as Uint8Array;
 
