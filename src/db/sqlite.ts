@@ -22,6 +22,10 @@ const NAR_SHARING = `SELECT (SELECT file_size FROM nars WHERE id = $nar) AS file
   FROM chunks c WHERE c.id IN (SELECT chunk_id FROM nar_chunks WHERE nar_id = $nar)
     AND NOT EXISTS (SELECT 1 FROM nar_chunks nc JOIN objects o ON o.nar_id = nc.nar_id
       WHERE nc.chunk_id = c.id AND nc.nar_id <> $nar AND o.cache_id + 0 IN (SELECT value FROM json_each($caches)))`;
+/** The valid chunks among the hashes in ?1 (a JSON array), with `extra` columns. */
+const findChunksSql = (extra: string): string => `SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey,
+    c.pack_offset AS offset, c.stored_size AS storedSize, c.compression${extra}
+  FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?1)) AND c.state = 'valid'`;
 /** NAR download answers kept between changes (see narToServe). */
 const SERVED_MAX = 4096;
 
@@ -181,12 +185,8 @@ export class SqliteMetaStore implements MetaStore {
       updateSig: q("UPDATE objects SET server_sig = ?, server_sig_key = ? WHERE cache_id = ? AND store_path_hash = ?"),
       setSigs: q("UPDATE objects SET sigs = ? WHERE cache_id = ? AND store_path_hash = ? AND nar_id = ? AND sigs = ?"),
       touch: q("UPDATE objects SET last_accessed_at = ? WHERE cache_id = ? AND store_path_hash = ?"),
-      findChunks: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
-          c.stored_size AS storedSize, c.compression
-        FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?)) AND c.state = 'valid'`),
-      findChunksShown: q(`SELECT c.chunk_hash AS hash, c.id, c.chunk_size AS size, p.storage_key AS packKey, c.pack_offset AS offset,
-          c.stored_size AS storedSize, c.compression, ${chunkShownIn("IN (SELECT value FROM json_each(?2))")} AS shown
-        FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.chunk_hash IN (SELECT value FROM json_each(?1)) AND c.state = 'valid'`),
+      findChunks: q(findChunksSql("")),
+      findChunksShown: q(findChunksSql(`, ${chunkShownIn("IN (SELECT value FROM json_each(?2))")} AS shown`)),
       chunkIdByHash: q("SELECT id, state, stored_size, compression FROM chunks WHERE chunk_hash = ?"),
       reviveChunk: q("UPDATE chunks SET state = 'valid', mark_seq = NULL WHERE id = ? AND state = 'deleting'"),
       findNar: q("SELECT id, nar_hash, nar_size, num_chunks, state FROM nars WHERE nar_hash = ?"),
